@@ -1,0 +1,188 @@
+"""The ledger: the only place where money moves.
+
+Every change of an account's money is one conditional UPDATE of the account row and
+one append-only ledger entry, in the caller's transaction:
+
+* ``amount`` changes the balance (TOPUP +, CHARGE -, REFUND +, ADJUSTMENT +/-);
+* ``hold`` changes the reserved sum (RESERVE +, RELEASE -).
+
+So ``balance == SUM(amount)`` and ``reserved == SUM(hold)`` at all times, and the
+UPDATE's WHERE clause refuses anything that would take the balance below zero or the
+reserved sum above the balance: two concurrent requests can never overspend, on
+MariaDB (row lock) or SQLite (one writer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from core.models import Account, LedgerEntry
+from core.states import LedgerKind
+
+ZERO = Decimal("0")
+
+
+class InsufficientBalance(Exception):
+    def __init__(self, available: Decimal, required: Decimal) -> None:
+        super().__init__(f"available {available}, required {required}")
+        self.available = available
+        self.required = required
+
+
+class AccountNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    balance: Decimal
+    reserved: Decimal
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.reserved
+
+
+def _post(
+    session: Session,
+    account_id: str,
+    kind: LedgerKind,
+    *,
+    amount: Decimal = ZERO,
+    hold: Decimal = ZERO,
+    call_id: str | None = None,
+    attempt_id: str | None = None,
+    description: str = "",
+) -> LedgerEntry | None:
+    """Apply one movement if the account can bear it; None when it cannot."""
+    acc = Account.__table__.c
+    result = session.execute(
+        sa.update(Account)
+        .where(
+            acc.id == account_id,
+            acc.balance + amount >= ZERO,
+            acc.reserved + hold >= ZERO,
+            acc.balance + amount - (acc.reserved + hold) >= ZERO,
+        )
+        .values(balance=acc.balance + amount, reserved=acc.reserved + hold)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    balance, reserved = session.execute(
+        sa.select(acc.balance, acc.reserved).where(acc.id == account_id)
+    ).one()
+    entry = LedgerEntry(
+        account_id=account_id,
+        kind=kind,
+        amount=amount,
+        hold=hold,
+        balance_after=balance,
+        reserved_after=reserved,
+        call_id=call_id,
+        attempt_id=attempt_id,
+        description=description[:255],
+    )
+    session.add(entry)
+    session.flush()
+    _refresh_loaded_account(session, account_id, balance, reserved)
+    return entry
+
+
+def _refresh_loaded_account(session: Session, account_id: str, balance: Decimal, reserved: Decimal) -> None:
+    """Keep an Account already loaded in this session in step with the UPDATE."""
+    loaded = session.identity_map.get(sa.inspect(Account).identity_key_from_primary_key((account_id,)))
+    if loaded is not None:
+        sa.orm.attributes.set_committed_value(loaded, "balance", balance)
+        sa.orm.attributes.set_committed_value(loaded, "reserved", reserved)
+
+
+def balance_of(session: Session, account_id: str) -> BalanceView:
+    acc = Account.__table__.c
+    row = session.execute(sa.select(acc.balance, acc.reserved).where(acc.id == account_id)).one_or_none()
+    if row is None:
+        raise AccountNotFound(account_id)
+    return BalanceView(balance=row[0], reserved=row[1])
+
+
+def credit(session: Session, account_id: str, amount: Decimal, *, kind: LedgerKind = LedgerKind.TOPUP,
+           description: str = "") -> LedgerEntry:
+    """Top up (or refund) a positive amount."""
+    if amount <= ZERO:
+        raise ValueError("a credit must be positive")
+    if kind not in (LedgerKind.TOPUP, LedgerKind.REFUND, LedgerKind.ADJUSTMENT):
+        raise ValueError(f"{kind} is not a credit")
+    entry = _post(session, account_id, kind, amount=amount, description=description)
+    if entry is None:
+        raise AccountNotFound(account_id)
+    return entry
+
+
+def debit_adjustment(session: Session, account_id: str, amount: Decimal, *, description: str = "") -> LedgerEntry:
+    """A manual correction downwards; refused if it would dip into reserved money."""
+    if amount <= ZERO:
+        raise ValueError("an adjustment debit must be positive")
+    entry = _post(session, account_id, LedgerKind.ADJUSTMENT, amount=-amount, description=description)
+    if entry is None:
+        view = balance_of(session, account_id)
+        raise InsufficientBalance(view.available, amount)
+    return entry
+
+
+def existing_entry(session: Session, attempt_id: str, kind: LedgerKind) -> LedgerEntry | None:
+    return session.execute(
+        sa.select(LedgerEntry).where(LedgerEntry.attempt_id == attempt_id, LedgerEntry.kind == kind)
+    ).scalar_one_or_none()
+
+
+def reserve(session: Session, account_id: str, amount: Decimal, *, call_id: str, attempt_id: str) -> LedgerEntry:
+    """Hold the worst-case cost of an attempt before its originate. Idempotent per attempt."""
+    if amount < ZERO:
+        raise ValueError("a reservation cannot be negative")
+    found = existing_entry(session, attempt_id, LedgerKind.RESERVE)
+    if found is not None:
+        return found
+    entry = _post(session, account_id, LedgerKind.RESERVE, hold=amount, call_id=call_id,
+                  attempt_id=attempt_id, description="reservation for call attempt")
+    if entry is None:
+        view = balance_of(session, account_id)
+        raise InsufficientBalance(view.available, amount)
+    return entry
+
+
+def settle(session: Session, attempt_id: str, cost: Decimal) -> Decimal:
+    """Release an attempt's hold and charge what it cost. Idempotent; returns the charge.
+
+    The charge never exceeds the hold, so the balance cannot go below zero.
+    """
+    held = existing_entry(session, attempt_id, LedgerKind.RESERVE)
+    if held is None:
+        return ZERO
+    if existing_entry(session, attempt_id, LedgerKind.RELEASE) is not None:
+        charged = existing_entry(session, attempt_id, LedgerKind.CHARGE)
+        return -charged.amount if charged is not None else ZERO
+    charge = min(cost, held.hold)
+    released = _post(session, held.account_id, LedgerKind.RELEASE, hold=-held.hold, call_id=held.call_id,
+                     attempt_id=attempt_id, description="reservation released at hangup")
+    if released is None:  # cannot happen while reserved >= hold; keep the books consistent regardless
+        raise RuntimeError(f"release of attempt {attempt_id} refused")
+    if charge > ZERO:
+        charged = _post(session, held.account_id, LedgerKind.CHARGE, amount=-charge, call_id=held.call_id,
+                        attempt_id=attempt_id, description="answered call")
+        if charged is None:
+            raise RuntimeError(f"charge of attempt {attempt_id} refused")
+    return charge
+
+
+def ledger_totals(session: Session, account_id: str) -> BalanceView:
+    """Sums of the ledger (what the account row must always equal)."""
+    le = LedgerEntry.__table__.c
+    row = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(le.amount), 0), sa.func.coalesce(sa.func.sum(le.hold), 0))
+        .where(le.account_id == account_id)
+    ).one()
+    return BalanceView(balance=Decimal(row[0]), reserved=Decimal(row[1]))

@@ -1,0 +1,223 @@
+"""SQL tables: the source of truth for accounts, calls, attempts, campaigns and money.
+
+Redis only ever holds queues, rate-limit counters and cap leases; everything here
+survives a Redis flush. Ids are canonical UUID strings (36 chars) so they read the
+same on MariaDB and SQLite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, Money, UTCDateTime, utcnow
+from core.states import AudioStatus, CallStatus, CampaignStatus, LedgerKind
+
+ZERO = Decimal("0")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _enum(enum_cls: type) -> sa.Enum:
+    # stored as plain strings (no native ENUM) so new states need no ALTER on MariaDB
+    return sa.Enum(enum_cls, native_enum=False, length=16, validate_strings=True,
+                   values_callable=lambda e: [m.value for m in e])
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # balance == SUM(ledger.amount); reserved == SUM(ledger.hold); available = balance - reserved
+    balance: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    reserved: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    currency: Mapped[str] = mapped_column(sa.String(3), default="PKR")
+    rate_per_minute: Mapped[Decimal] = mapped_column(Money)
+    pulse_seconds: Mapped[int] = mapped_column(sa.Integer)
+    max_concurrent_calls: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("balance >= 0", name="ck_accounts_balance_nonneg"),
+        sa.CheckConstraint("reserved >= 0", name="ck_accounts_reserved_nonneg"),
+        sa.CheckConstraint("reserved <= balance", name="ck_accounts_reserved_le_balance"),
+    )
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.reserved
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16), default="owner")
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account] = relationship()
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    # the visible start of the key ("zc_live_AbCd1234"), used to find the row
+    prefix: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AudioFile(Base):
+    __tablename__ = "audio_files"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[AudioStatus] = mapped_column(_enum(AudioStatus), default=AudioStatus.READY)
+    original_filename: Mapped[str | None] = mapped_column(sa.String(255))
+    source_format: Mapped[str] = mapped_column(sa.String(32))
+    duration_ms: Mapped[int] = mapped_column(sa.Integer)
+    size_bytes: Mapped[int] = mapped_column(sa.Integer)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    audio_id: Mapped[str] = mapped_column(sa.ForeignKey("audio_files.id"))
+    status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus), default=CampaignStatus.IMPORTING)
+    max_retries: Mapped[int] = mapped_column(sa.Integer, default=0)
+    retry_delay_seconds: Mapped[int] = mapped_column(sa.Integer, default=300)
+    concurrent_limit: Mapped[int] = mapped_column(sa.Integer, default=10)
+    caller_id: Mapped[str | None] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Call(Base):
+    """One number to reach with one message; it keeps one row across its retries."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"))
+    campaign_id: Mapped[str | None] = mapped_column(sa.ForeignKey("campaigns.id"))
+    audio_id: Mapped[str] = mapped_column(sa.ForeignKey("audio_files.id"))
+    phone_number: Mapped[str] = mapped_column(sa.String(20))  # E.164
+    caller_id: Mapped[str | None] = mapped_column(sa.String(20))
+    status: Mapped[CallStatus] = mapped_column(_enum(CallStatus), default=CallStatus.QUEUED)
+    max_retries: Mapped[int] = mapped_column(sa.Integer, default=0)
+    retry_delay_seconds: Mapped[int] = mapped_column(sa.Integer, default=300)
+    attempts_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the attempt currently out on FreeSWITCH (None when nothing is live)
+    live_attempt_id: Mapped[str | None] = mapped_column(sa.String(36))
+    # the id the next attempt will use; its reservation may already exist
+    next_attempt_id: Mapped[str | None] = mapped_column(sa.String(36))
+    last_cause: Mapped[str | None] = mapped_column(sa.String(64))
+    last_sip_status: Mapped[int | None] = mapped_column(sa.Integer)
+    billsec: Mapped[int] = mapped_column(sa.Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    attempts: Mapped[list[CallAttempt]] = relationship(
+        back_populates="call", order_by="CallAttempt.attempt_no", lazy="selectin"
+    )
+
+    __table_args__ = (
+        # the dispatcher's sweep: due calls by status and time
+        sa.Index("ix_calls_due", "status", "next_attempt_at"),
+        sa.Index("ix_calls_account_created", "account_id", "created_at"),
+        sa.Index("ix_calls_campaign_status", "campaign_id", "status"),
+        sa.Index("ix_calls_account_phone", "account_id", "phone_number"),
+        sa.UniqueConstraint("account_id", "idempotency_key", name="uq_calls_idempotency"),
+    )
+
+
+class CallAttempt(Base):
+    """One originate on FreeSWITCH; its id is the channel's origination_uuid."""
+
+    __tablename__ = "call_attempts"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(sa.ForeignKey("calls.id"))
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    attempt_no: Mapped[int] = mapped_column(sa.Integer)
+    node: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[CallStatus] = mapped_column(_enum(CallStatus), default=CallStatus.DIALING)
+    dialed_number: Mapped[str] = mapped_column(sa.String(20))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ringing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hangup_cause: Mapped[str | None] = mapped_column(sa.String(64))
+    q850_cause: Mapped[int | None] = mapped_column(sa.Integer)
+    sip_status: Mapped[int | None] = mapped_column(sa.Integer)
+    billsec: Mapped[int] = mapped_column(sa.Integer, default=0)
+    duration: Mapped[int] = mapped_column(sa.Integer, default=0)
+    played_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    reserved_amount: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    cost: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+
+    call: Mapped[Call] = relationship(back_populates="attempts")
+
+    __table_args__ = (
+        sa.UniqueConstraint("call_id", "attempt_no", name="uq_attempts_call_no"),
+        # reconciliation: non-final attempts per node
+        sa.Index("ix_attempts_open", "node", "ended_at"),
+    )
+
+
+class LedgerEntry(Base):
+    """Append-only money movement. ``amount`` moves the balance, ``hold`` the reserved sum."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"))
+    kind: Mapped[LedgerKind] = mapped_column(_enum(LedgerKind))
+    amount: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    hold: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    balance_after: Mapped[Decimal] = mapped_column(Money)
+    reserved_after: Mapped[Decimal] = mapped_column(Money)
+    call_id: Mapped[str | None] = mapped_column(sa.String(36))
+    attempt_id: Mapped[str | None] = mapped_column(sa.String(36))
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_ledger_account_id", "account_id", "id"),
+        # one reservation, one release and one charge per attempt, however often
+        # an ESL event repeats
+        sa.UniqueConstraint("attempt_id", "kind", name="uq_ledger_attempt_kind"),
+    )

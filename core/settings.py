@@ -1,0 +1,178 @@
+"""Configuration from environment variables, with embedded defaults.
+
+With nothing set, ZensCall runs on one machine with nothing installed beyond Python:
+a SQLite file, an embedded Redis server and the FreeSWITCH simulator, all under
+``VAR_DIR``. Production sets ``ZC_ENV=production`` and points the variables at
+MariaDB, Redis and a real FreeSWITCH; it then refuses development secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """The environment cannot run ZensCall (e.g. production without secrets)."""
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _dev_secret(var_dir: Path, name: str) -> str:
+    """A development secret generated once and kept under VAR_DIR.
+
+    Keeping it on disk lets the web, worker and dialer processes of the embedded
+    stack agree on it, and keeps tokens valid across restarts.
+    """
+    path = var_dir / f"{name}.secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(value)
+        os.replace(tmp, path)
+        return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    var_dir: Path
+    database_url: str
+    redis_url: str | None  # None: start the embedded Redis
+    audio_dir: Path
+    secret_key: str
+    jwt_secret_key: str
+    jwt_access_minutes: int
+    jwt_refresh_days: int
+    # request and upload limits
+    max_request_bytes: int
+    max_audio_bytes: int
+    max_audio_seconds: float
+    # rate limits (flask-limiter syntax)
+    ratelimit_default: str
+    ratelimit_create: str
+    ratelimit_login: str
+    ratelimit_enabled: bool
+    # money defaults for new accounts
+    default_rate_per_minute: Decimal
+    default_pulse_seconds: int
+    default_max_concurrent_calls: int
+    # calls
+    default_max_retries: int
+    default_retry_delay_seconds: int
+    # FreeSWITCH and the dialer
+    fs_host: str
+    fs_port: int
+    fs_password: str
+    fs_dial_template: str
+    fs_audio_dir: str  # the audio directory as FreeSWITCH sees it
+    fs_caller_id: str
+    fs_originate_timeout: int
+    fs_command_timeout: float
+    node_max_channels: int
+    gateway_cps: float
+    dialer_node: str
+    dialer_queue: str
+    dialer_sweep_seconds: float
+    cap_lease_seconds: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings() -> Settings:
+    """Read the environment once; raise ConfigError on unusable production settings."""
+    env = _env("ZC_ENV", "development")
+    var_dir = Path(_env("VAR_DIR", str(ROOT / "var"))).resolve()
+    production = env == "production"
+
+    def secret(name: str) -> str:
+        value = os.environ.get(name, "")
+        if value:
+            if production and len(value) < 32:
+                raise ConfigError(f"{name} must be at least 32 characters in production")
+            return value
+        if production:
+            raise ConfigError(f"{name} is required in production")
+        return _dev_secret(var_dir, name.lower())
+
+    fs_password = _env("FS_PASSWORD", "ClueCon")
+    if production and fs_password == "ClueCon":
+        raise ConfigError("FS_PASSWORD must not be FreeSWITCH's default password in production")
+
+    database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'zenscall.db'}")
+    redis_url = os.environ.get("REDIS_URL") or None
+    if production and (database_url.startswith("sqlite") or redis_url is None):
+        raise ConfigError("production needs DATABASE_URL (MariaDB/MySQL) and REDIS_URL")
+
+    audio_dir = Path(_env("AUDIO_DIR", str(var_dir / "audio"))).resolve()
+    return Settings(
+        env=env,
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        audio_dir=audio_dir,
+        secret_key=secret("SECRET_KEY"),
+        jwt_secret_key=secret("JWT_SECRET_KEY"),
+        jwt_access_minutes=_int("JWT_ACCESS_MINUTES", 15),
+        jwt_refresh_days=_int("JWT_REFRESH_DAYS", 30),
+        max_request_bytes=_int("MAX_REQUEST_BYTES", 60 * 1024 * 1024),
+        max_audio_bytes=_int("MAX_AUDIO_BYTES", 20 * 1024 * 1024),
+        max_audio_seconds=_float("MAX_AUDIO_SECONDS", 300.0),
+        ratelimit_default=_env("RATELIMIT_DEFAULT", "100 per minute"),
+        ratelimit_create=_env("RATELIMIT_CREATE", "10 per minute"),
+        ratelimit_login=_env("RATELIMIT_LOGIN", "10 per minute"),
+        ratelimit_enabled=_env("RATELIMIT_ENABLED", "true").lower() not in ("0", "false", "no"),
+        default_rate_per_minute=Decimal(_env("DEFAULT_RATE_PER_MINUTE", "2.50")),
+        default_pulse_seconds=_int("DEFAULT_PULSE_SECONDS", 30),
+        default_max_concurrent_calls=_int("DEFAULT_MAX_CONCURRENT_CALLS", 50),
+        default_max_retries=_int("DEFAULT_MAX_RETRIES", 2),
+        default_retry_delay_seconds=_int("DEFAULT_RETRY_DELAY_SECONDS", 300),
+        fs_host=_env("FS_HOST", "127.0.0.1"),
+        fs_port=_int("FS_PORT", 8021),
+        fs_password=fs_password,
+        fs_dial_template=_env("FS_DIAL_TEMPLATE", "sofia/gateway/carrier/{number}"),
+        fs_audio_dir=_env("FS_AUDIO_DIR", str(audio_dir)),
+        fs_caller_id=_env("FS_CALLER_ID", "0000000000"),
+        fs_originate_timeout=_int("FS_ORIGINATE_TIMEOUT", 45),
+        fs_command_timeout=_float("FS_COMMAND_TIMEOUT", 5.0),
+        node_max_channels=_int("NODE_MAX_CHANNELS", 200),
+        gateway_cps=_float("GATEWAY_CPS", 20.0),
+        dialer_node=_env("DIALER_NODE", "fs1"),
+        dialer_queue=_env("DIALER_QUEUE", "dialer"),
+        dialer_sweep_seconds=_float("DIALER_SWEEP_SECONDS", 1.0),
+        cap_lease_seconds=_int("CAP_LEASE_SECONDS", 120),
+    )
