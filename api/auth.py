@@ -1,0 +1,127 @@
+"""Who is calling: a JWT access token or a ``zc_live_`` API key, both as ``Bearer``.
+
+``authenticate()`` runs before every protected view (``require_auth``) and leaves a
+``Principal`` in ``g``. Every query of a tenant's data filters on its account id, so
+another account's ids answer 404.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import jwt
+import sqlalchemy as sa
+from flask import g, request
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+
+from api.context import db
+from api.errors import ApiError
+from core.credentials import LOOKUP_PREFIX_LEN, api_key_matches, looks_like_api_key
+from core.db import utcnow
+from core.models import Account, ApiKey, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# last_used_at is written at most this often per key, not on every request
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: str
+    user_id: str | None
+    api_key_id: str | None
+
+    @property
+    def rate_key(self) -> str:
+        return f"key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
+
+
+def unauthorized(message: str, code: str = "UNAUTHORIZED") -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="zenscall"'})
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def issue_tokens(user: User) -> dict[str, Any]:
+    claims = {"acc": user.account_id}
+    return {
+        "access_token": create_access_token(identity=user.id, additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=user.id, additional_claims=claims),
+        "token_type": "Bearer",
+    }
+
+
+def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
+    try:
+        claims = decode_token(token)
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("The token has expired.", "TOKEN_EXPIRED") from None
+    except Exception:  # any malformed, tampered or foreign token
+        raise unauthorized("The token is invalid.", "INVALID_TOKEN") from None
+    if claims.get("type") != expected_type:
+        raise unauthorized(f"A {expected_type} token is required.", "INVALID_TOKEN")
+    return claims
+
+
+def _user_principal(user_id: str) -> Principal:
+    user = db().get(User, user_id)
+    if user is None or not user.active:
+        raise unauthorized("The token's user no longer exists or is disabled.", "INVALID_TOKEN")
+    return Principal(account_id=user.account_id, user_id=user.id, api_key_id=None)
+
+
+def _api_key_principal(token: str) -> Principal:
+    if not looks_like_api_key(token):
+        raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
+    session = db()
+    key = session.execute(
+        sa.select(ApiKey).where(ApiKey.prefix == token[:LOOKUP_PREFIX_LEN])
+    ).scalar_one_or_none()
+    if key is None or not api_key_matches(token, key.key_hash):
+        raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
+    if key.revoked_at is not None:
+        raise unauthorized("The API key has been revoked.", "API_KEY_REVOKED")
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
+        session.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        session.commit()
+    return Principal(account_id=key.account_id, user_id=None, api_key_id=key.id)
+
+
+def authenticate() -> Principal:
+    token = bearer_token()
+    if token is None:
+        raise unauthorized("Send 'Authorization: Bearer <JWT or API key>'.")
+    if token.startswith("zc_"):
+        principal = _api_key_principal(token)
+    else:
+        principal = _user_principal(str(decode_jwt(token, "access")["sub"]))
+    account = db().get(Account, principal.account_id)
+    if account is None or not account.active:
+        raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    g.principal = principal
+    return principal
+
+
+def require_auth(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        authenticate()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def current() -> Principal:
+    return g.principal  # type: ignore[no-any-return]

@@ -1,0 +1,219 @@
+"""Operator commands: ``flask --app wsgi db|accounts|billing|keys ...``. Every command prints JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from api.context import Services
+from billing import ledger
+from billing.rating import money_str
+from core.accounts import AccountError, create_account
+from core.models import Account
+from core.settings import ROOT
+from core.states import LedgerKind
+
+
+def _services(app: Flask) -> Services:
+    return app.extensions["zenscall"]  # type: ignore[no-any-return]
+
+
+def _out(payload: dict[str, Any]) -> None:
+    click.echo(json.dumps(payload, default=str))
+
+
+def _fail(message: str, code: str = "ERROR") -> None:
+    click.echo(json.dumps({"error": {"code": code, "message": message}}), err=True)
+    sys.exit(1)
+
+
+def _money(raw: str, what: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        _fail(f"{what} must be a number, got {raw!r}", "INVALID_AMOUNT")
+        raise
+    if not value.is_finite() or value != value.quantize(Decimal("0.0001")):
+        _fail(f"{what} must have at most 4 decimal places", "INVALID_AMOUNT")
+    return value
+
+
+def alembic_config(database_url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def register_cli(app: Flask) -> None:
+    db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
+    accounts_cli = AppGroup("accounts", help="Customer accounts.")
+    billing_cli = AppGroup("billing", help="Money: top-ups and adjustments.")
+    keys_cli = AppGroup("keys", help="API keys.")
+
+    @db_cli.command("upgrade")
+    @click.argument("revision", default="head")
+    def db_upgrade(revision: str) -> None:
+        """Create or update the schema."""
+        from alembic import command
+
+        command.upgrade(alembic_config(_services(app).settings.database_url), revision)
+        _out({"upgraded_to": revision})
+
+    @db_cli.command("downgrade")
+    @click.argument("revision")
+    def db_downgrade(revision: str) -> None:
+        from alembic import command
+
+        command.downgrade(alembic_config(_services(app).settings.database_url), revision)
+        _out({"downgraded_to": revision})
+
+    @db_cli.command("current")
+    def db_current() -> None:
+        from alembic import command
+
+        command.current(alembic_config(_services(app).settings.database_url))
+
+    @accounts_cli.command("create")
+    @click.option("--name", required=True)
+    @click.option("--email", required=True)
+    @click.option("--password", required=True)
+    @click.option("--balance", default="0", help="opening balance in PKR")
+    @click.option("--rate", default=None, help="PKR per minute")
+    @click.option("--pulse", default=None, type=int, help="billing pulse in seconds")
+    @click.option("--max-concurrent", default=None, type=int)
+    def accounts_create(name: str, email: str, password: str, balance: str, rate: str | None,
+                        pulse: int | None, max_concurrent: int | None) -> None:
+        """Create an account, its owner user and a first API key (printed once)."""
+        svc = _services(app)
+        with svc.sessions() as session:
+            try:
+                created = create_account(
+                    session, svc.settings, name=name, email=email, password=password,
+                    balance=_money(balance, "balance"),
+                    rate_per_minute=_money(rate, "rate") if rate is not None else None,
+                    pulse_seconds=pulse, max_concurrent_calls=max_concurrent,
+                )
+            except AccountError as exc:
+                _fail(str(exc), "INVALID_ACCOUNT")
+                return
+            acc = created.account
+            _out({
+                "account_id": acc.id, "user_id": created.user.id, "email": created.user.email,
+                "api_key": created.api_key, "api_key_id": created.api_key_id,
+                "balance": money_str(acc.balance), "currency": acc.currency,
+                "rate_per_minute": money_str(acc.rate_per_minute), "pulse_seconds": acc.pulse_seconds,
+            })
+
+    @accounts_cli.command("list")
+    def accounts_list() -> None:
+        import sqlalchemy as sa
+
+        svc = _services(app)
+        with svc.sessions() as session:
+            for acc in session.execute(sa.select(Account).order_by(Account.created_at)).scalars():
+                _out({"account_id": acc.id, "name": acc.name, "active": acc.active,
+                      "balance": money_str(acc.balance), "reserved": money_str(acc.reserved)})
+
+    @accounts_cli.command("set-rate")
+    @click.argument("account_id")
+    @click.option("--rate", default=None, help="PKR per minute")
+    @click.option("--pulse", default=None, type=int)
+    @click.option("--max-concurrent", default=None, type=int)
+    def accounts_set_rate(account_id: str, rate: str | None, pulse: int | None, max_concurrent: int | None) -> None:
+        """Change an account's rate, pulse or concurrent-call limit."""
+        svc = _services(app)
+        with svc.sessions() as session:
+            acc = session.get(Account, account_id)
+            if acc is None:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            if rate is not None:
+                acc.rate_per_minute = _money(rate, "rate")
+            if pulse is not None:
+                if pulse <= 0:
+                    _fail("pulse must be positive", "INVALID_PULSE")
+                acc.pulse_seconds = pulse
+            if max_concurrent is not None:
+                acc.max_concurrent_calls = max_concurrent
+            session.commit()
+            _out({"account_id": acc.id, "rate_per_minute": money_str(acc.rate_per_minute),
+                  "pulse_seconds": acc.pulse_seconds, "max_concurrent_calls": acc.max_concurrent_calls})
+
+    @billing_cli.command("topup")
+    @click.argument("account_id")
+    @click.argument("amount")
+    @click.option("--description", default="top-up")
+    def billing_topup(account_id: str, amount: str, description: str) -> None:
+        """Add AMOUNT PKR to an account (a TOPUP ledger entry)."""
+        value = _money(amount, "amount")
+        if value <= 0:
+            _fail("amount must be positive", "INVALID_AMOUNT")
+        svc = _services(app)
+        with svc.sessions() as session:
+            try:
+                entry = ledger.credit(session, account_id, value, kind=LedgerKind.TOPUP, description=description)
+            except ledger.AccountNotFound:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            session.commit()
+            _out({"account_id": account_id, "ledger_entry_id": entry.id, "kind": entry.kind.value,
+                  "amount": money_str(entry.amount), "balance": money_str(entry.balance_after),
+                  "reserved": money_str(entry.reserved_after),
+                  "available": money_str(entry.balance_after - entry.reserved_after)})
+
+    @billing_cli.command("adjust")
+    @click.argument("account_id")
+    @click.argument("amount")
+    @click.option("--description", required=True)
+    def billing_adjust(account_id: str, amount: str, description: str) -> None:
+        """A signed correction (ADJUSTMENT); a debit never takes reserved money."""
+        value = _money(amount, "amount")
+        svc = _services(app)
+        with svc.sessions() as session:
+            try:
+                if value > 0:
+                    entry = ledger.credit(session, account_id, value, kind=LedgerKind.ADJUSTMENT,
+                                          description=description)
+                elif value < 0:
+                    entry = ledger.debit_adjustment(session, account_id, -value, description=description)
+                else:
+                    _fail("amount must not be zero", "INVALID_AMOUNT")
+                    return
+            except ledger.AccountNotFound:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            except ledger.InsufficientBalance as exc:
+                _fail(f"only {exc.available} PKR available", "INSUFFICIENT_BALANCE")
+                return
+            session.commit()
+            _out({"account_id": account_id, "ledger_entry_id": entry.id, "amount": money_str(entry.amount),
+                  "balance": money_str(entry.balance_after)})
+
+    @keys_cli.command("create")
+    @click.argument("account_id")
+    @click.option("--name", default="API key")
+    def keys_create(account_id: str, name: str) -> None:
+        """Create an API key for an account (printed once)."""
+        from api.resources.api_keys import create_key
+
+        svc = _services(app)
+        with svc.sessions() as session:
+            if session.get(Account, account_id) is None:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            row, key = create_key(session, account_id, name)
+            session.commit()
+            _out({"api_key_id": row.id, "api_key": key, "prefix": row.prefix, "account_id": account_id})
+
+    for group in (db_cli, accounts_cli, billing_cli, keys_cli):
+        app.cli.add_command(group)
+

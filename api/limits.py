@@ -1,0 +1,119 @@
+"""Rate limits (flask-limiter on Redis) and the X-RateLimit-* headers on every response.
+
+* 100/minute per API key (or per user for a JWT) over all endpoints together
+  (``RATELIMIT_DEFAULT``), as an application-wide shared limit;
+* 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
+* a login limit per client address (``RATELIMIT_LOGIN``).
+
+When Redis cannot be reached, limits fall back to per-process memory
+(``in_memory_fallback_enabled``) and the storage is retried every few requests; the
+Redis socket timeouts are short, so a dead Redis never hangs a request.
+flask-limiter only adds headers on the responses of limited views; ``fill_headers``
+adds the application-wide figures to every other response (404, 405, 401, ...).
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, current_app, request
+from flask.wrappers import Response
+from flask_jwt_extended import decode_token
+from flask_limiter import ApplicationLimit, Limiter
+from flask_limiter.util import get_remote_address
+from limits import parse
+
+from api.errors import STATUS_CODES, error_response
+from core.credentials import LOOKUP_PREFIX_LEN
+from core.settings import Settings
+
+
+def _general_limit() -> str:
+    return str(current_app.config["ZC_RATELIMIT_DEFAULT"])
+
+
+def create_limit() -> str:
+    return str(current_app.config["ZC_RATELIMIT_CREATE"])
+
+
+def login_limit() -> str:
+    return str(current_app.config["ZC_RATELIMIT_LOGIN"])
+
+
+
+def client_key() -> str:
+    """The bucket of this request: the API key, else the JWT's user, else the address.
+
+    It runs before authentication, so it must be cheap and never fail: a key is named
+    by its lookup prefix (unique per key), a JWT only counts once its signature checks.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        if token.startswith("zc_live_"):
+            return "key:" + token[:LOOKUP_PREFIX_LEN]
+        try:
+            return "user:" + str(decode_token(token, allow_expired=False)["sub"])
+        except Exception:
+            pass
+    return "ip:" + (get_remote_address() or "unknown")
+
+
+limiter = Limiter(
+    key_func=get_remote_address,
+    application_limits=[ApplicationLimit(limit_provider=_general_limit, key_function=client_key)],
+    headers_enabled=True,
+    strategy="moving-window",
+)
+
+
+def storage_uri(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+def init_limits(app: Flask, settings: Settings, redis_url: str) -> None:
+    app.config.update(
+        RATELIMIT_ENABLED=settings.ratelimit_enabled,
+        RATELIMIT_STORAGE_URI=storage_uri(redis_url),
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1},
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_KEY_PREFIX="zc-rl",
+        ZC_RATELIMIT_DEFAULT=settings.ratelimit_default,
+        ZC_RATELIMIT_CREATE=settings.ratelimit_create,
+        ZC_RATELIMIT_LOGIN=settings.ratelimit_login,
+    )
+    # registered before the limiter's own hook, so it runs after it (Flask runs them in reverse)
+    app.after_request(fill_headers)
+    limiter.init_app(app)
+
+
+def rate_limited_response(exc: Exception) -> Response:
+    code, _ = STATUS_CODES[429]
+    limit = getattr(exc, "limit", None)
+    described = f" ({limit.limit})" if limit is not None else ""
+    return error_response(429, code, f"Rate limit exceeded{described}. Retry after the time in Retry-After.",
+                          {"limit": str(limit.limit) if limit is not None else None})
+
+
+def fill_headers(response: Response) -> Response:
+    """Add the application-wide limit's figures where flask-limiter added none.
+
+    flask-limiter also sends Retry-After on every limited response; it belongs on 429s only.
+    """
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    if "X-RateLimit-Limit" in response.headers or not limiter.enabled:
+        return response
+    try:
+        item = parse(_general_limit())
+        prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+        reset, remaining = limiter.limiter.get_window_stats(item, prefix, client_key(), "global")
+    except Exception:  # storage down and no fallback yet: headers are best effort here
+        return response
+    response.headers["X-RateLimit-Limit"] = str(item.amount)
+    response.headers["X-RateLimit-Remaining"] = str(max(0, remaining))
+    response.headers["X-RateLimit-Reset"] = str(int(reset or time.time()))
+    return response

@@ -1,0 +1,141 @@
+"""Response schemas shared by the resources (and documented in the OpenAPI file)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import marshmallow as ma
+
+from billing.rating import money_str
+
+
+class MoneyField(ma.fields.Field):
+    """Money as a decimal string ("12.50"), never a float."""
+
+    def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else money_str(value)
+
+
+class EnumValue(ma.fields.Field):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else str(getattr(value, "value", value))
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"example": "INSUFFICIENT_BALANCE"})
+    message = ma.fields.String(required=True)
+    details = ma.fields.Dict(required=True)
+
+
+class ErrorSchema(ma.Schema):
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+
+
+class AttemptSchema(ma.Schema):
+    id = ma.fields.String(metadata={"description": "FreeSWITCH channel uuid of this attempt"})
+    attempt_no = ma.fields.Integer()
+    status = EnumValue()
+    started_at = ma.fields.AwareDateTime()
+    ringing_at = ma.fields.AwareDateTime(allow_none=True)
+    answered_at = ma.fields.AwareDateTime(allow_none=True)
+    ended_at = ma.fields.AwareDateTime(allow_none=True)
+    hangup_cause = ma.fields.String(allow_none=True)
+    q850_cause = ma.fields.Integer(allow_none=True)
+    sip_status = ma.fields.Integer(allow_none=True)
+    billsec = ma.fields.Integer()
+    duration = ma.fields.Integer()
+    played_ms = ma.fields.Integer(allow_none=True)
+    cost = MoneyField()
+
+
+class CallSchema(ma.Schema):
+    id = ma.fields.String()
+    phone_number = ma.fields.String(metadata={"description": "E.164"})
+    status = EnumValue(metadata={"enum": ["QUEUED", "DIALING", "RINGING", "ANSWERED", "COMPLETED", "BUSY",
+                                          "NO_ANSWER", "FAILED", "CANCELLED"]})
+    audio_id = ma.fields.String()
+    campaign_id = ma.fields.String(allow_none=True)
+    caller_id = ma.fields.String(allow_none=True)
+    max_retries = ma.fields.Integer()
+    retry_delay_seconds = ma.fields.Integer()
+    attempt_count = ma.fields.Integer(attribute="attempts_count")
+    next_attempt_at = ma.fields.AwareDateTime(allow_none=True)
+    hangup_cause = ma.fields.String(attribute="last_cause", allow_none=True)
+    sip_status = ma.fields.Integer(attribute="last_sip_status", allow_none=True)
+    billsec = ma.fields.Integer()
+    cost = MoneyField()
+    currency = ma.fields.Constant("PKR")
+    answered_at = ma.fields.AwareDateTime(allow_none=True)
+    ended_at = ma.fields.AwareDateTime(allow_none=True)
+    cancel_requested_at = ma.fields.AwareDateTime(allow_none=True)
+    created_at = ma.fields.AwareDateTime()
+    updated_at = ma.fields.AwareDateTime()
+
+
+class CallDetailSchema(CallSchema):
+    attempts = ma.fields.List(ma.fields.Nested(AttemptSchema))
+
+
+class AudioSchema(ma.Schema):
+    id = ma.fields.String()
+    name = ma.fields.String()
+    status = EnumValue()
+    original_filename = ma.fields.String(allow_none=True)
+    source_format = ma.fields.String()
+    duration_ms = ma.fields.Integer()
+    duration_seconds = ma.fields.Method("_seconds")
+    size_bytes = ma.fields.Integer()
+    sample_rate = ma.fields.Constant(8000)
+    channels = ma.fields.Constant(1)
+    sha256 = ma.fields.String()
+    created_at = ma.fields.AwareDateTime()
+
+    def _seconds(self, obj: Any) -> float:
+        return round(obj.duration_ms / 1000, 3)
+
+
+class ApiKeySchema(ma.Schema):
+    id = ma.fields.String()
+    name = ma.fields.String()
+    prefix = ma.fields.String(metadata={"description": "the visible start of the key"})
+    created_at = ma.fields.AwareDateTime()
+    last_used_at = ma.fields.AwareDateTime(allow_none=True)
+    revoked_at = ma.fields.AwareDateTime(allow_none=True)
+    active = ma.fields.Method("_active")
+
+    def _active(self, obj: Any) -> bool:
+        return obj.revoked_at is None
+
+
+class NewApiKeySchema(ApiKeySchema):
+    key = ma.fields.String(metadata={"description": "the full key; shown only in this response"})
+
+
+class LedgerEntrySchema(ma.Schema):
+    id = ma.fields.Integer()
+    kind = EnumValue(metadata={"enum": ["TOPUP", "RESERVE", "RELEASE", "CHARGE", "REFUND", "ADJUSTMENT"]})
+    amount = MoneyField(metadata={"description": "change of the balance"})
+    hold = MoneyField(metadata={"description": "change of the reserved amount"})
+    balance_after = MoneyField()
+    reserved_after = MoneyField()
+    call_id = ma.fields.String(allow_none=True)
+    attempt_id = ma.fields.String(allow_none=True)
+    description = ma.fields.String()
+    created_at = ma.fields.AwareDateTime()
+
+
+class RateSchema(ma.Schema):
+    per_minute = MoneyField()
+    pulse_seconds = ma.fields.Integer()
+    description = ma.fields.String()
+
+
+class BalanceSchema(ma.Schema):
+    account_id = ma.fields.String()
+    balance = MoneyField()
+    reserved = MoneyField()
+    available = MoneyField()
+    currency = ma.fields.String()
+    rate = ma.fields.Nested(RateSchema)
+    max_concurrent_calls = ma.fields.Integer()

@@ -1,0 +1,140 @@
+"""Taking a single call in, and cancelling one: the SQL side, one transaction each.
+
+A new call is written ``QUEUED`` together with the reservation of its first
+attempt's worst-case cost (the attempt id is chosen here and reused by the dialer,
+whose reservation step is idempotent per attempt id). So a flood of requests can
+never promise more calls than the balance pays for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from billing import ledger
+from billing.rating import reservation_for
+from core.db import utcnow
+from core.models import Account, AudioFile, Call, new_id
+from core.states import CallStatus
+
+
+@dataclass(frozen=True)
+class NewCall:
+    account_id: str
+    audio: AudioFile
+    phone_number: str  # E.164
+    caller_id: str | None
+    max_retries: int
+    retry_delay_seconds: int
+    idempotency_key: str | None = None
+
+
+class IdempotencyMismatch(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_by_idempotency_key(session: Session, account_id: str, key: str) -> Call | None:
+    return session.execute(
+        sa.select(Call).where(Call.account_id == account_id, Call.idempotency_key == key)
+    ).scalar_one_or_none()
+
+
+def create_call(session: Session, new: NewCall, request_fingerprint: str | None) -> tuple[Call, bool]:
+    """Store a QUEUED call and its first reservation; (call, created). Commits.
+
+    With an idempotency key, a repeat of the same request returns the first call
+    (created=False); the same key with another request raises IdempotencyMismatch.
+    Raises ledger.InsufficientBalance when the first attempt cannot be paid for.
+    """
+    if new.idempotency_key:
+        existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_fingerprint)
+    account = session.get(Account, new.account_id)
+    assert account is not None
+    attempt_id = new_id()
+    call = Call(
+        id=new_id(),
+        account_id=new.account_id,
+        audio_id=new.audio.id,
+        phone_number=new.phone_number,
+        caller_id=new.caller_id,
+        status=CallStatus.QUEUED,
+        max_retries=new.max_retries,
+        retry_delay_seconds=new.retry_delay_seconds,
+        next_attempt_at=utcnow(),
+        next_attempt_id=attempt_id,
+        idempotency_key=new.idempotency_key,
+        request_fingerprint=request_fingerprint,
+    )
+    session.add(call)
+    try:
+        session.flush()
+        amount = reservation_for(new.audio.duration_ms, account.rate_per_minute, account.pulse_seconds)
+        ledger.reserve(session, new.account_id, amount, call_id=call.id, attempt_id=attempt_id)
+        session.commit()
+    except IntegrityError:
+        # a concurrent request with the same idempotency key won the race
+        session.rollback()
+        if new.idempotency_key:
+            existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
+            if existing is not None:
+                return _replay(existing, request_fingerprint)
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    return call, True
+
+
+def _replay(existing: Call, request_fingerprint: str | None) -> tuple[Call, bool]:
+    if request_fingerprint is not None and existing.request_fingerprint != request_fingerprint:
+        raise IdempotencyMismatch(existing.id)
+    return existing, False
+
+
+def cancel_queued(session: Session, call_id: str) -> bool:
+    """Cancel a call that is not out on FreeSWITCH; releases its reservation. Commits.
+
+    The conditional UPDATE races safely with the dialer's claim (same condition).
+    """
+    now = utcnow()
+    result = session.execute(
+        sa.update(Call)
+        .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
+        .values(status=CallStatus.CANCELLED, ended_at=now, next_attempt_at=None,
+                cancel_requested_at=now, last_cause="CANCELLED_BY_USER", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        return False
+    attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar_one()
+    if attempt_id:
+        ledger.settle(session, attempt_id, ledger.ZERO)
+    session.commit()
+    return True
+
+
+def request_cancel_live(session: Session, call_id: str) -> bool:
+    """Mark a live call for hang-up; the dialer kills it and finalises it. Commits."""
+    now = utcnow()
+    result = session.execute(
+        sa.update(Call)
+        .where(Call.id == call_id, Call.status.in_([s.value for s in CallStatus if s.is_live]),
+               Call.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1
