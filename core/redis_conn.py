@@ -82,11 +82,14 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url or ensure_embedded_redis(settings.var_dir)
 
 
-def connect(settings: Settings, *, timeout: float = 2.0) -> redis.Redis:
-    """A client with bounded timeouts, so an unreachable Redis never hangs a request."""
+def connect(settings: Settings, *, timeout: float | None = 2.0) -> redis.Redis:
+    """A client with bounded timeouts, so an unreachable Redis never hangs a request.
+
+    ``timeout=None`` is for blocking pops (RQ workers), which wait longer on purpose.
+    """
     return redis.Redis.from_url(
         redis_url(settings),
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=timeout if timeout is not None else 5.0,
         socket_timeout=timeout,
         health_check_interval=30,
     )

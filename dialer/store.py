@@ -1,0 +1,287 @@
+"""Where a call's state changes: every dialer write to SQL, one transaction each.
+
+* ``due_calls`` finds what to dial (indexed on status, next_attempt_at);
+* ``claim`` moves a call QUEUED -> DIALING with a conditional UPDATE, creates the
+  attempt (its id is the FreeSWITCH ``origination_uuid``) and reserves its worst-case
+  cost, all in one transaction, before any originate is sent;
+* ``mark_ringing`` / ``mark_answered`` advance live states (never backwards);
+* ``finish`` finalises an attempt once (``WHERE ended_at IS NULL``), settles its
+  money and decides retry or final state with the pure lifecycle rules.
+
+Every function is safe to run twice with the same input.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing import ledger
+from billing.rating import call_cost, reservation_for
+from core.db import utcnow
+from core.models import Account, AudioFile, Call, CallAttempt, Campaign, new_id
+from core.states import CallStatus, CampaignStatus
+from dialer import lifecycle
+
+log = logging.getLogger("zenscall.dialer")
+
+LIVE = [s.value for s in CallStatus if s.is_live]
+
+
+@dataclass(frozen=True)
+class DueCall:
+    call_id: str
+    account_id: str
+    campaign_id: str | None
+    phone_number: str
+    caller_id: str | None
+    audio_id: str
+    audio_ms: int
+    account_limit: int
+    campaign_limit: int | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    attempt_id: str
+    attempt_no: int
+    call: DueCall
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What ``finish`` did, for logs, leases and counters."""
+
+    call_id: str
+    attempt_id: str
+    status: CallStatus  # the call's new status (QUEUED when a retry is scheduled)
+    cause: str | None
+    charged: Decimal
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HangupFacts:
+    """What is known about an attempt's end (from an ESL event or from reconciliation)."""
+
+    cause: str
+    q850: int | None = None
+    sip_status: int | None = None
+    answered: bool = False
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    billsec: int = 0
+    duration: int = 0
+    played_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class LiveAttempt:
+    attempt_id: str
+    call_id: str
+    account_id: str
+    campaign_id: str | None
+    phone_number: str
+    status: CallStatus
+    answered_at: datetime | None
+    started_at: datetime
+    cancel_requested: bool
+    audio_ms: int
+
+
+class Store:
+    def __init__(self, sessions: sessionmaker[Session], node: str) -> None:
+        self.sessions = sessions
+        self.node = node
+
+    # -- what to dial ------------------------------------------------------------------
+    def due_calls(self, limit: int, now: datetime | None = None) -> list[DueCall]:
+        now = now or utcnow()
+        runnable = sa.or_(Call.campaign_id.is_(None), Campaign.status == CampaignStatus.RUNNING)
+        query = (
+            sa.select(Call.id, Call.account_id, Call.campaign_id, Call.phone_number, Call.caller_id,
+                      Call.audio_id, AudioFile.duration_ms, Account.max_concurrent_calls,
+                      Campaign.concurrent_limit)
+            .join(Account, Account.id == Call.account_id)
+            .join(AudioFile, AudioFile.id == Call.audio_id)
+            .outerjoin(Campaign, Campaign.id == Call.campaign_id)
+            .where(Call.status == CallStatus.QUEUED, Call.next_attempt_at <= now,
+                   Call.cancel_requested_at.is_(None), Account.active.is_(True), runnable)
+            .order_by(Call.next_attempt_at)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [DueCall(*row) for row in session.execute(query)]
+
+    # -- claiming an attempt -----------------------------------------------------------
+    def claim(self, due: DueCall) -> Claimed | None:
+        """QUEUED -> DIALING plus the attempt row and its reservation; None if another
+        dialer claimed it first, or the call is no longer due. Raises
+        ``ledger.InsufficientBalance`` (nothing written) when the attempt cannot be paid."""
+        now = utcnow()
+        with self.sessions() as session:
+            row = session.execute(
+                sa.select(Call.next_attempt_id, Call.attempts_count).where(Call.id == due.call_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            attempt_id = row.next_attempt_id or new_id()
+            attempt_no = row.attempts_count + 1
+            claimed = session.execute(
+                sa.update(Call)
+                .where(Call.id == due.call_id, Call.status == CallStatus.QUEUED,
+                       Call.attempts_count == row.attempts_count, Call.cancel_requested_at.is_(None))
+                .values(status=CallStatus.DIALING, attempts_count=attempt_no, live_attempt_id=attempt_id,
+                        next_attempt_id=None, next_attempt_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed != 1:
+                session.rollback()
+                return None
+            session.add(CallAttempt(id=attempt_id, call_id=due.call_id, account_id=due.account_id,
+                                    attempt_no=attempt_no, node=self.node, status=CallStatus.DIALING,
+                                    dialed_number=due.phone_number, started_at=now))
+            account = session.get(Account, due.account_id)
+            assert account is not None
+            amount = reservation_for(due.audio_ms, account.rate_per_minute, account.pulse_seconds)
+            try:
+                ledger.reserve(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
+            except ledger.InsufficientBalance:
+                session.rollback()
+                raise
+            session.execute(sa.update(CallAttempt).where(CallAttempt.id == attempt_id)
+                            .values(reserved_amount=amount))
+            session.commit()
+        return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
+
+    def fail_unpaid(self, call_id: str) -> bool:
+        """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
+        now = utcnow()
+        with self.sessions() as session:
+            done = session.execute(
+                sa.update(Call)
+                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
+                .values(status=CallStatus.FAILED, last_cause=lifecycle.INSUFFICIENT_BALANCE, ended_at=now,
+                        next_attempt_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
+            if done and attempt_id:
+                ledger.settle(session, attempt_id, ledger.ZERO)
+            session.commit()
+            return done == 1
+
+    # -- live states ---------------------------------------------------------------------
+    def _advance(self, attempt_id: str, to: CallStatus, field: str, at: datetime) -> bool:
+        with self.sessions() as session:
+            attempt = session.get(CallAttempt, attempt_id)
+            if attempt is None or attempt.ended_at is not None:
+                return False
+            new_status = lifecycle.advance(attempt.status, to)
+            if new_status == attempt.status and getattr(attempt, field) is not None:
+                return False
+            session.execute(
+                sa.update(CallAttempt).where(CallAttempt.id == attempt_id, CallAttempt.ended_at.is_(None))
+                .values({"status": new_status, field: getattr(attempt, field) or at})
+            )
+            session.execute(
+                sa.update(Call).where(Call.id == attempt.call_id, Call.live_attempt_id == attempt_id,
+                                      Call.status.in_(LIVE))
+                .values(status=new_status, updated_at=utcnow(),
+                        **({"answered_at": at} if to is CallStatus.ANSWERED else {}))
+            )
+            session.commit()
+            return True
+
+    def mark_ringing(self, attempt_id: str, at: datetime) -> bool:
+        return self._advance(attempt_id, CallStatus.RINGING, "ringing_at", at)
+
+    def mark_answered(self, attempt_id: str, at: datetime) -> bool:
+        return self._advance(attempt_id, CallStatus.ANSWERED, "answered_at", at)
+
+    # -- the end of an attempt --------------------------------------------------------------
+    def finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
+        """Finalise an attempt once; None when it is unknown or already final."""
+        now = utcnow()
+        with self.sessions() as session:
+            attempt = session.get(CallAttempt, attempt_id)
+            if attempt is None or attempt.ended_at is not None:
+                return None
+            call = session.get(Call, attempt.call_id)
+            account = session.get(Account, attempt.account_id)
+            assert call is not None and account is not None
+            answered = facts.answered or attempt.answered_at is not None or facts.billsec > 0
+            billsec = facts.billsec if answered else 0
+            cost = call_cost(billsec, account.rate_per_minute, account.pulse_seconds) if answered else Decimal("0")
+            ended_at = facts.ended_at or now
+            done = session.execute(
+                sa.update(CallAttempt)
+                .where(CallAttempt.id == attempt_id, CallAttempt.ended_at.is_(None))
+                .values(ended_at=ended_at, hangup_cause=facts.cause, q850_cause=facts.q850,
+                        sip_status=facts.sip_status, billsec=billsec, duration=facts.duration,
+                        played_ms=facts.played_ms,
+                        answered_at=attempt.answered_at or (facts.answered_at if answered else None),
+                        status=CallStatus.COMPLETED if answered else
+                        lifecycle.outcome_for(facts.cause, answered=False).status)
+            ).rowcount
+            if done != 1:
+                session.rollback()
+                return None
+            charged = ledger.settle(session, attempt_id, cost)
+            session.execute(sa.update(CallAttempt).where(CallAttempt.id == attempt_id).values(cost=charged))
+            outcome = lifecycle.outcome_for(facts.cause, answered=answered)
+            nxt = lifecycle.after_attempt(
+                outcome, attempts_made=attempt.attempt_no, max_retries=call.max_retries,
+                retry_delay=timedelta(seconds=call.retry_delay_seconds), now=now,
+                cancel_requested=call.cancel_requested_at is not None,
+            )
+            values: dict[str, object] = {
+                "status": nxt.status, "live_attempt_id": None, "next_attempt_at": nxt.next_attempt_at,
+                "last_cause": facts.cause,
+                "last_sip_status": facts.sip_status, "billsec": call.billsec + billsec,
+                "cost": call.cost + charged, "updated_at": now,
+            }
+            if answered:
+                values["answered_at"] = attempt.answered_at or facts.answered_at or ended_at
+            if nxt.final:
+                values["ended_at"] = ended_at
+            session.execute(
+                sa.update(Call).where(Call.id == call.id, Call.live_attempt_id == attempt_id).values(values)
+            )
+            session.commit()
+            return Finished(call_id=call.id, attempt_id=attempt_id, status=nxt.status, cause=facts.cause,
+                            charged=charged, next_attempt_at=nxt.next_attempt_at)
+
+    # -- reconciliation ----------------------------------------------------------------------
+    def open_attempts(self) -> list[LiveAttempt]:
+        """Every attempt of this node that has not ended (after a restart or reconnect)."""
+        query = (
+            sa.select(CallAttempt.id, CallAttempt.call_id, CallAttempt.account_id, Call.campaign_id,
+                      CallAttempt.dialed_number, CallAttempt.status, CallAttempt.answered_at,
+                      CallAttempt.started_at, Call.cancel_requested_at.is_not(None), AudioFile.duration_ms)
+            .join(Call, Call.id == CallAttempt.call_id)
+            .join(AudioFile, AudioFile.id == Call.audio_id)
+            .where(CallAttempt.node == self.node, CallAttempt.ended_at.is_(None))
+        )
+        with self.sessions() as session:
+            return [LiveAttempt(*row) for row in session.execute(query)]
+
+    def cancel_requested_live(self) -> list[str]:
+        """Attempt ids of live calls whose user asked for a hang-up."""
+        with self.sessions() as session:
+            return list(session.execute(
+                sa.select(Call.live_attempt_id).join(CallAttempt, CallAttempt.id == Call.live_attempt_id)
+                .where(Call.cancel_requested_at.is_not(None), Call.status.in_(LIVE),
+                       CallAttempt.node == self.node)
+            ).scalars())
+
+    def live_attempt_of(self, call_id: str) -> str | None:
+        with self.sessions() as session:
+            return session.execute(
+                sa.select(Call.live_attempt_id).where(Call.id == call_id, Call.status.in_(LIVE))
+            ).scalar_one_or_none()
