@@ -113,8 +113,58 @@ class Campaign(Base):
     retry_delay_seconds: Mapped[int] = mapped_column(sa.Integer, default=300)
     concurrent_limit: Mapped[int] = mapped_column(sa.Integer, default=10)
     caller_id: Mapped[str | None] = mapped_column(sa.String(20))
+    # daily calling window, local time of TIMEZONE ("09:00" - "21:00" Asia/Karachi by default)
+    window_start: Mapped[str] = mapped_column(sa.String(5), default="09:00")
+    window_end: Mapped[str] = mapped_column(sa.String(5), default="21:00")
+    timezone: Mapped[str] = mapped_column(sa.String(40), default="Asia/Karachi")
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    # the uploaded CSV and what its import found
+    csv_filename: Mapped[str | None] = mapped_column(sa.String(255))
+    csv_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    rows_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_accepted: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_dnc: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_invalid: Mapped[int] = mapped_column(sa.Integer, default=0)
+    import_error: Mapped[str | None] = mapped_column(sa.String(500))
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (sa.Index("ix_campaigns_account_status", "account_id", "status"),)
+
+
+class CampaignRejectedRow(Base):
+    """A CSV row the import refused, with its line number and why."""
+
+    __tablename__ = "campaign_rejected_rows"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(sa.ForeignKey("campaigns.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    raw_value: Mapped[str] = mapped_column(sa.String(100))
+    reason: Mapped[str] = mapped_column(sa.String(100))
+
+    __table_args__ = (sa.Index("ix_rejected_campaign_line", "campaign_id", "line_no"),)
+
+
+class DncNumber(Base):
+    """An account's do-not-call list: checked at import and again at dial time."""
+
+    __tablename__ = "dnc_numbers"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"))
+    phone_number: Mapped[str] = mapped_column(sa.String(20))
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("account_id", "phone_number", name="uq_dnc_account_phone"),)
 
 
 class Call(Base):
@@ -157,7 +207,9 @@ class Call(Base):
         # the dispatcher's sweep: due calls by status and time
         sa.Index("ix_calls_due", "status", "next_attempt_at"),
         sa.Index("ix_calls_account_created", "account_id", "created_at"),
-        sa.Index("ix_calls_campaign_status", "campaign_id", "status"),
+        # campaign dispatch and statistics; also one row per number per campaign
+        sa.Index("ix_calls_campaign_due", "campaign_id", "status", "next_attempt_at"),
+        sa.UniqueConstraint("campaign_id", "phone_number", name="uq_calls_campaign_phone"),
         sa.Index("ix_calls_account_phone", "account_id", "phone_number"),
         sa.UniqueConstraint("account_id", "idempotency_key", name="uq_calls_idempotency"),
     )
