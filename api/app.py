@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import errors
 from api.context import Services, close_db
-from api.limits import init_limits, rate_limited_response
+from api.limits import bind_route_limits, init_limits, rate_limited_response
 from api.schemas import ErrorSchema
 from core import redis_conn
 from core.audio import AudioStore
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     for module in (auth, api_keys, audio, calls, balance):
         api.register_blueprint(module.blp)
+    bind_route_limits(app)
 
     @app.get(f"{API_PREFIX}/docs/assets/<path:filename>")
     def swagger_assets(filename: str) -> Response:

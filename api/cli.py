@@ -148,7 +148,10 @@ def register_cli(app: Flask) -> None:
             _out({"account_id": acc.id, "rate_per_minute": money_str(acc.rate_per_minute),
                   "pulse_seconds": acc.pulse_seconds, "max_concurrent_calls": acc.max_concurrent_calls})
 
-    @billing_cli.command("topup")
+    # "-5" is an amount, not an unknown option: it reaches the command and gets a JSON answer
+    signed_amount = {"ignore_unknown_options": True}
+
+    @billing_cli.command("topup", context_settings=signed_amount)
     @click.argument("account_id")
     @click.argument("amount")
     @click.option("--description", default="top-up")
@@ -170,7 +173,7 @@ def register_cli(app: Flask) -> None:
                   "reserved": money_str(entry.reserved_after),
                   "available": money_str(entry.balance_after - entry.reserved_after)})
 
-    @billing_cli.command("adjust")
+    @billing_cli.command("adjust", context_settings=signed_amount)
     @click.argument("account_id")
     @click.argument("amount")
     @click.option("--description", required=True)

@@ -5,6 +5,10 @@
 * 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
 * a login limit per client address (``RATELIMIT_LOGIN``).
 
+Each application gets its own ``Limiter`` (its storage, fallback state and counters
+belong to that app); views only carry a ``route_limit`` mark, which ``bind_route_limits``
+turns into that app's limit once the blueprints are registered.
+
 When Redis cannot be reached, limits fall back to per-process memory
 (``in_memory_fallback_enabled``) and the storage is retried every few requests; the
 Redis socket timeouts are short, so a dead Redis never hangs a request.
@@ -14,7 +18,10 @@ adds the application-wide figures to every other response (404, 405, 401, ...).
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
 from flask.wrappers import Response
@@ -27,6 +34,12 @@ from api.errors import STATUS_CODES, error_response
 from core.credentials import LOOKUP_PREFIX_LEN
 from core.settings import Settings
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOGIN = "login"
+CREATE = "create"
+EXTENSION = "zenscall_limiter"
+
 
 def _general_limit() -> str:
     return str(current_app.config["ZC_RATELIMIT_DEFAULT"])
@@ -38,7 +51,6 @@ def create_limit() -> str:
 
 def login_limit() -> str:
     return str(current_app.config["ZC_RATELIMIT_LOGIN"])
-
 
 
 def client_key() -> str:
@@ -60,12 +72,36 @@ def client_key() -> str:
     return "ip:" + (get_remote_address() or "unknown")
 
 
-limiter = Limiter(
-    key_func=get_remote_address,
-    application_limits=[ApplicationLimit(limit_provider=_general_limit, key_function=client_key)],
-    headers_enabled=True,
-    strategy="moving-window",
-)
+# (scope, view) pairs marked by route_limit, bound per application by bind_route_limits
+_marked: list[tuple[str, Callable[..., Any]]] = []
+
+
+def route_limit(scope: str) -> Callable[[F], F]:
+    """Put a view under a route limit: ``LOGIN`` (per client address) or ``CREATE``
+    (per API key or user, shared by call and campaign creation)."""
+
+    def decorate(view: F) -> F:
+        _marked.append((scope, view))
+
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            return current_app.extensions[EXTENSION].guarded[view](*args, **kwargs)
+
+        return limited  # type: ignore[return-value]
+
+    return decorate
+
+
+class AppLimits:
+    """One application's limiter and its views wrapped in their route limits."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.guarded: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def current_limiter() -> Limiter:
+    return current_app.extensions[EXTENSION].limiter  # type: ignore[no-any-return]
 
 
 def storage_uri(redis_url: str) -> str:
@@ -85,9 +121,29 @@ def init_limits(app: Flask, settings: Settings, redis_url: str) -> None:
         ZC_RATELIMIT_CREATE=settings.ratelimit_create,
         ZC_RATELIMIT_LOGIN=settings.ratelimit_login,
     )
+    limiter = Limiter(
+        key_func=client_key,
+        application_limits=[ApplicationLimit(limit_provider=_general_limit, key_function=client_key)],
+        headers_enabled=True,
+        strategy="moving-window",
+    )
+    app.extensions[EXTENSION] = AppLimits(limiter)
     # registered before the limiter's own hook, so it runs after it (Flask runs them in reverse)
     app.after_request(fill_headers)
     limiter.init_app(app)
+
+
+def bind_route_limits(app: Flask) -> None:
+    """Wrap every ``route_limit``-marked view in this app's limiter (after blueprints are registered)."""
+    state: AppLimits = app.extensions[EXTENSION]
+    for scope, view in _marked:
+        if scope == LOGIN:
+            decorator = state.limiter.limit(login_limit, key_func=get_remote_address, scope=LOGIN)
+        elif scope == CREATE:
+            decorator = state.limiter.shared_limit(create_limit, scope=CREATE, key_func=client_key)
+        else:
+            raise ValueError(f"unknown rate-limit scope {scope!r}")
+        state.guarded[view] = decorator(view)
 
 
 def rate_limited_response(exc: Exception) -> Response:
@@ -105,14 +161,15 @@ def fill_headers(response: Response) -> Response:
     """
     if response.status_code != 429:
         response.headers.pop("Retry-After", None)
+    limiter = current_limiter()
     if "X-RateLimit-Limit" in response.headers or not limiter.enabled:
         return response
+    item = parse(_general_limit())
     try:
-        item = parse(_general_limit())
         prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
         reset, remaining = limiter.limiter.get_window_stats(item, prefix, client_key(), "global")
-    except Exception:  # storage down and no fallback yet: headers are best effort here
-        return response
+    except Exception:  # storage unreachable before any limited request fell back: best-effort figures
+        reset, remaining = time.time() + item.get_expiry(), item.amount
     response.headers["X-RateLimit-Limit"] = str(item.amount)
     response.headers["X-RateLimit-Remaining"] = str(max(0, remaining))
     response.headers["X-RateLimit-Reset"] = str(int(reset or time.time()))

@@ -56,9 +56,15 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     (created=False); the same key with another request raises IdempotencyMismatch.
     Raises ledger.InsufficientBalance when the first attempt cannot be paid for.
     """
+    # The account row is locked first: inserting a call takes a shared lock on it (the
+    # foreign key) and the reservation then needs it exclusively, so two requests that
+    # each held the shared lock would deadlock on MariaDB. Under the lock, a concurrent
+    # request with the same idempotency key has either committed (found below) or waits.
+    session.execute(sa.select(Account.id).where(Account.id == new.account_id).with_for_update())
     if new.idempotency_key:
         existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
         if existing is not None:
+            session.commit()  # nothing written; ends the transaction and its lock
             return _replay(existing, request_fingerprint)
     account = session.get(Account, new.account_id)
     assert account is not None

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -53,6 +54,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = sa.DateTime(timezone=False)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        # MariaDB's DATETIME drops fractions of a second unless asked: keep microseconds,
+        # as SQLite does, so a row reads back as it was written and "newest first" is exact
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=False))
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

@@ -75,6 +75,8 @@ class Settings:
     max_request_bytes: int
     max_audio_bytes: int
     max_audio_seconds: float
+    max_csv_bytes: int
+    max_csv_rows: int
     # rate limits (flask-limiter syntax)
     ratelimit_default: str
     ratelimit_create: str
@@ -149,9 +151,11 @@ def load_settings() -> Settings:
         jwt_secret_key=secret("JWT_SECRET_KEY"),
         jwt_access_minutes=_int("JWT_ACCESS_MINUTES", 15),
         jwt_refresh_days=_int("JWT_REFRESH_DAYS", 30),
-        max_request_bytes=_int("MAX_REQUEST_BYTES", 60 * 1024 * 1024),
+        max_request_bytes=_int("MAX_REQUEST_BYTES", 110 * 1024 * 1024),
         max_audio_bytes=_int("MAX_AUDIO_BYTES", 20 * 1024 * 1024),
         max_audio_seconds=_float("MAX_AUDIO_SECONDS", 300.0),
+        max_csv_bytes=_int("MAX_CSV_BYTES", 100 * 1024 * 1024),
+        max_csv_rows=_int("MAX_CSV_ROWS", 1_000_000),
         ratelimit_default=_env("RATELIMIT_DEFAULT", "100 per minute"),
         ratelimit_create=_env("RATELIMIT_CREATE", "10 per minute"),
         ratelimit_login=_env("RATELIMIT_LOGIN", "10 per minute"),

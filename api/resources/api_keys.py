@@ -44,12 +44,13 @@ def _own_key(key_id: str) -> ApiKey:
 @require_auth
 @blp.arguments(NewKeyArgs)
 @blp.response(201, NewApiKeySchema)
-def create(body: dict[str, Any]) -> dict[str, Any]:
+def create(body: dict[str, Any]) -> ApiKey:
     """Create an API key. The full key is in this response only: store it safely."""
     session = db()
     row, key = create_key(session, current().account_id, body["name"])
     session.commit()
-    return {**ApiKeySchema().dump(row), "key": key}
+    row.key = key  # type: ignore[attr-defined]  # not a column: only this response carries it
+    return row
 
 
 @blp.route("", methods=["GET"])

@@ -7,12 +7,11 @@ from typing import Any
 import marshmallow as ma
 import sqlalchemy as sa
 from flask import current_app
-from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from api.auth import bearer_token, decode_jwt, issue_tokens, unauthorized
 from api.context import db
-from api.limits import limiter, login_limit
+from api.limits import LOGIN, route_limit
 from core.credentials import verify_password
 from core.db import utcnow
 from core.models import Account, User
@@ -37,7 +36,7 @@ def _expires_in() -> int:
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(login_limit, key_func=get_remote_address, scope="login")
+@route_limit(LOGIN)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
 @blp.doc(security=[])

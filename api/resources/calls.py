@@ -14,7 +14,7 @@ from flask_smorest import Blueprint
 from api.auth import current, require_auth
 from api.context import db, services
 from api.errors import ApiError, not_found, validation_error
-from api.limits import create_limit, limiter
+from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
 from api.schemas import CallDetailSchema, CallSchema
@@ -80,7 +80,7 @@ def own_call(call_id: str) -> Call:
 
 @blp.route("", methods=["POST"])
 @require_auth
-@limiter.shared_limit(create_limit, scope="create")
+@route_limit(CREATE)
 @blp.arguments(NewCallArgs)
 @blp.response(201, CallDetailSchema)
 @blp.alt_response(200, schema=CallDetailSchema,

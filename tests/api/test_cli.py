@@ -1,0 +1,106 @@
+"""The operator commands exactly as acceptance calls them: ``flask --app wsgi ...``, JSON out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from core.settings import ROOT
+
+FLASK = str(Path(sys.executable).parent / "flask")
+
+
+@pytest.fixture(scope="module")
+def flask_cli(settings):
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "VAR_DIR": str(settings.var_dir), "AUDIO_DIR": str(settings.audio_dir)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([FLASK, "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def created(flask_cli):
+    email = f"ops-{uuid.uuid4().hex[:8]}@acme.pk"
+    result = flask_cli("accounts", "create", "--name", "Acme", "--email", email, "--password", "S3cret!pass",
+                       "--balance", "1000")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    return email, json.loads(lines[0])
+
+
+def error_of(result):
+    assert result.returncode != 0
+    assert result.stdout.strip() == ""
+    body = json.loads(result.stderr.strip().splitlines()[-1])
+    assert set(body["error"]) >= {"code", "message"}
+    return body["error"]
+
+
+def test_accounts_create_prints_one_json_object(created, client, books):
+    email, body = created
+    assert {"account_id", "user_id", "api_key"} <= set(body)
+    assert body["api_key"].startswith("zc_live_") and body["email"] == email
+    assert body["balance"] == "1000.00"
+    balance = client.get("/api/v1/balance", headers={"Authorization": f"Bearer {body['api_key']}"})
+    assert balance.status_code == 200
+    assert balance.get_json()["account_id"] == body["account_id"]
+    assert balance.get_json()["balance"] == "1000.00"
+    row, sums = books(body["account_id"])
+    assert row == sums == (Decimal("1000"), Decimal("0"))
+
+
+def test_created_user_can_log_in(created, client):
+    email, body = created
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": "S3cret!pass"})
+    assert response.status_code == 200
+
+
+def test_billing_topup(flask_cli, created, books):
+    _, account = created
+    before, _ = books(account["account_id"])
+    result = flask_cli("billing", "topup", account["account_id"], "250.5")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["kind"] == "TOPUP" and body["amount"] == "250.50"
+    assert Decimal(body["balance"]) == before[0] + Decimal("250.5")
+    row, sums = books(account["account_id"])
+    assert row == sums and row[0] == before[0] + Decimal("250.5")
+
+
+@pytest.mark.parametrize("amount, code", [("-5", "INVALID_AMOUNT"), ("0", "INVALID_AMOUNT"),
+                                          ("1.00001", "INVALID_AMOUNT"), ("lots", "INVALID_AMOUNT"),
+                                          ("NaN", "INVALID_AMOUNT")])
+def test_billing_topup_bad_amount(flask_cli, created, books, amount, code):
+    _, account = created
+    before = books(account["account_id"])
+    assert error_of(flask_cli("billing", "topup", account["account_id"], amount))["code"] == code
+    assert books(account["account_id"]) == before
+
+
+def test_billing_topup_unknown_account(flask_cli):
+    assert error_of(flask_cli("billing", "topup", str(uuid.uuid4()), "10"))["code"] == "NOT_FOUND"
+
+
+def test_accounts_create_bad_input(flask_cli, created):
+    email, _ = created
+    duplicate = flask_cli("accounts", "create", "--name", "Again", "--email", email.upper(),
+                          "--password", "S3cret!pass", "--balance", "1")
+    assert "already exists" in error_of(duplicate)["message"]
+    negative = flask_cli("accounts", "create", "--name", "Neg", "--email", f"n-{uuid.uuid4().hex[:8]}@acme.pk",
+                         "--password", "S3cret!pass", "--balance", "-1")
+    error_of(negative)
+    fine = flask_cli("accounts", "create", "--name", "Fine", "--email", f"f-{uuid.uuid4().hex[:8]}@acme.pk",
+                     "--password", "S3cret!pass", "--balance", "1.23456")
+    assert error_of(fine)["code"] == "INVALID_AMOUNT"

@@ -1,0 +1,150 @@
+"""Rate limits: headers on every response, 429 with Retry-After, the creation and login limits,
+and a Redis that cannot be reached (limits fall back to memory; requests answer at once)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.api.conftest import assert_error, unique_address
+
+HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.fixture()
+def limited(make_app):
+    return make_app(ratelimit_default="5 per minute", ratelimit_create="2 per minute", ratelimit_login="3 per minute")
+
+
+def figures(response):
+    assert all(h in response.headers for h in HEADERS), dict(response.headers)
+    reset = int(response.headers["X-RateLimit-Reset"])
+    assert time.time() - 5 <= reset <= time.time() + 120
+    return int(response.headers["X-RateLimit-Limit"]), int(response.headers["X-RateLimit-Remaining"])
+
+
+def test_headers_on_every_response_and_429(limited, tenant):
+    client = limited.test_client()
+    remaining = []
+    for _ in range(5):
+        response = client.get("/api/v1/balance", headers=tenant.headers)
+        assert response.status_code == 200
+        assert "Retry-After" not in response.headers
+        limit, left = figures(response)
+        assert limit == 5
+        remaining.append(left)
+    assert remaining == [4, 3, 2, 1, 0]
+    # other statuses carry the headers too
+    for response in (client.get("/api/v1/nowhere", headers=tenant.headers),
+                     client.delete("/api/v1/balance", headers=tenant.headers)):
+        assert response.status_code in (404, 405)
+        assert figures(response)[0] == 5
+        assert "Retry-After" not in response.headers
+    blocked = client.get("/api/v1/balance", headers=tenant.headers)
+    error = assert_error(blocked, 429, "RATE_LIMITED")
+    assert "5 per 1 minute" in error["message"]
+    assert figures(blocked) == (5, 0)
+    assert 0 < int(blocked.headers["Retry-After"]) <= 60
+
+
+def test_unauthenticated_responses_carry_headers(limited):
+    client = limited.test_client()
+    address = {"REMOTE_ADDR": unique_address()}
+    first = client.get("/api/v1/balance", environ_base=address)
+    assert_error(first, 401)
+    second = client.get("/api/v1/balance", environ_base=address, headers={"Authorization": "Bearer junk"})
+    assert_error(second, 401)
+    assert figures(first)[1] - 1 == figures(second)[1]
+    assert "Retry-After" not in second.headers
+
+
+def test_limits_are_per_api_key(limited, make_tenant):
+    client = limited.test_client()
+    one, two = make_tenant(), make_tenant()
+    for _ in range(5):
+        client.get("/api/v1/balance", headers=one.headers)
+    assert_error(client.get("/api/v1/balance", headers=one.headers), 429)
+    assert client.get("/api/v1/balance", headers=two.headers).status_code == 200
+
+
+def test_creation_limit_on_calls(limited, tenant, upload_audio):
+    audio = upload_audio(tenant)  # through the main app: its own counters
+    client = limited.test_client()
+    body = {"phone_number": "03001234567", "audio_id": audio["id"]}
+    first = client.post("/api/v1/calls", headers=tenant.headers, json=body)
+    assert first.status_code == 201
+    assert figures(first) == (2, 1)
+    assert client.post("/api/v1/calls", headers=tenant.headers, json=body).status_code == 201
+    blocked = client.post("/api/v1/calls", headers=tenant.headers, json=body)
+    error = assert_error(blocked, 429, "RATE_LIMITED")
+    assert "2 per 1 minute" in error["message"]
+    assert int(blocked.headers["Retry-After"]) > 0
+    # only two calls exist; other endpoints still answer within the general limit
+    listing = client.get("/api/v1/calls", headers=tenant.headers)
+    assert listing.status_code == 200 and listing.get_json()["pagination"]["total"] == 2
+
+
+def test_login_limit_is_per_address(limited, tenant):
+    client = limited.test_client()
+    here, there = {"REMOTE_ADDR": unique_address()}, {"REMOTE_ADDR": unique_address()}
+    wrong = {"email": tenant.email, "password": "wrong-password"}
+    for _ in range(3):
+        assert_error(client.post("/api/v1/auth/login", json=wrong, environ_base=here), 401)
+    right = {"email": tenant.email, "password": tenant.password}
+    blocked = client.post("/api/v1/auth/login", json=right, environ_base=here)
+    assert_error(blocked, 429, "RATE_LIMITED")
+    assert "Retry-After" in blocked.headers
+    assert client.post("/api/v1/auth/login", json=right, environ_base=there).status_code == 200
+
+
+def test_disabled_limits_send_no_429(make_app, tenant, upload_audio):
+    audio = upload_audio(tenant)
+    client = make_app(ratelimit_enabled=False, ratelimit_default="1 per minute",
+                      ratelimit_create="1 per minute").test_client()
+    for _ in range(3):
+        assert client.get("/api/v1/balance", headers=tenant.headers).status_code == 200
+        assert client.post("/api/v1/calls", headers=tenant.headers,
+                           json={"phone_number": "03001234567", "audio_id": audio["id"]}).status_code == 201
+
+
+def test_unreachable_redis_falls_back_to_memory(make_app, tenant, upload_audio, sessions):
+    audio = upload_audio(tenant)
+    started = time.monotonic()
+    app = make_app(redis_url="redis://127.0.0.1:1/0", ratelimit_default="4 per minute")
+    client = app.test_client()
+    not_found = client.get("/api/v1/nowhere", headers=tenant.headers)
+    assert_error(not_found, 404)
+    assert figures(not_found)[0] == 4
+    ok = client.get("/api/v1/balance", headers=tenant.headers)
+    assert ok.status_code == 200 and figures(ok) == (4, 3)
+    # a call is still taken: SQL holds it, the dialer's sweep finds it without the job
+    call = client.post("/api/v1/calls", headers=tenant.headers,
+                       json={"phone_number": "03001234567", "audio_id": audio["id"]})
+    assert call.status_code == 201, call.get_json()
+    assert client.get(f"/api/v1/calls/{call.get_json()['id']}", headers=tenant.headers).status_code == 200
+    # the limit still holds, counted in this process's memory
+    assert figures(client.get("/api/v1/balance", headers=tenant.headers)) == (4, 0)
+    assert_error(client.get("/api/v1/balance", headers=tenant.headers), 429, "RATE_LIMITED")
+    assert time.monotonic() - started < 20  # nothing waited on the dead server
+
+
+def test_dedicated_apps_do_not_share_limiter_state(make_app, app, tenant):
+    """Each app has its own limiter: a dead Redis in one leaves the others on theirs."""
+    dead = make_app(redis_url="redis://127.0.0.1:1/0")
+    dead.test_client().get("/api/v1/balance", headers=tenant.headers)
+    from api.limits import EXTENSION
+
+    assert app.extensions[EXTENSION].limiter is not dead.extensions[EXTENSION].limiter
+    assert app.extensions[EXTENSION].limiter.storage.check()
+
+
+def test_creation_limit_is_per_api_key_not_per_address(limited, make_tenant, upload_audio):
+    """Customers behind one address (a proxy, an office NAT) each have their own creation budget."""
+    client = limited.test_client()
+    for tenant in (make_tenant(), make_tenant()):
+        audio = upload_audio(tenant)
+        for _ in range(2):
+            response = client.post("/api/v1/calls", headers=tenant.headers,
+                                   json={"phone_number": "03001234567", "audio_id": audio["id"]})
+            assert response.status_code == 201, response.get_json()
