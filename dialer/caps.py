@@ -1,7 +1,7 @@
 """Caps and pacing shared by every dialer process, enforced atomically in Redis.
 
-A cap is a sorted set of leases (member: attempt id, score: expiry in ms). Taking a
-slot checks every cap of the attempt at once (node channels, account concurrency,
+A cap is a sorted set of leases (member: a call as held by one dialer process, score:
+expiry in ms). Taking a slot checks every cap of the attempt at once (node channels, account concurrency,
 campaign ``concurrent_limit``, one live call per number) and adds the lease to all of
 them, or to none. Expired leases are dropped first, so a killed dialer leaks nothing:
 its slots free themselves when the leases run out. The live dialer renews its leases

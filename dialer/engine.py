@@ -128,6 +128,9 @@ class Engine:
         self._greenlets: list[gevent.Greenlet] = []
         self._running = False
         self.started_at = time.time()
+        # Leases are held per process: when two dialers race for the same due call, the
+        # loser's release must not free the slots the winner holds.
+        self.holder = f"{self.node}:{os.getpid()}:{os.urandom(4).hex()}"
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -254,7 +257,7 @@ class Engine:
 
     def _release(self, attempt_id: str, live: Live) -> None:
         try:
-            self.caps.release(live.call_id, live.lease_keys)
+            self.caps.release(self._member(live.call_id), live.lease_keys)
         except redis.RedisError as exc:  # the leases expire by themselves
             log.warning("cap release failed: %s", exc, extra={"call_id": live.call_id, "uuid": attempt_id})
 
@@ -296,6 +299,10 @@ class Engine:
             self._wake.set()  # more may be due: sweep again straight away
         return sent
 
+    def _member(self, call_id: str) -> str:
+        """The lease member of a call held by this process."""
+        return f"{call_id}@{self.holder}"
+
     def _caps_for(self, account_id: str, account_limit: int, phone: str,
                   campaign_id: str | None, campaign_limit: int | None) -> list[capmod.Cap]:
         caps = [capmod.node_cap(self.node, self.settings.node_max_channels),
@@ -308,21 +315,22 @@ class Engine:
     def _dial(self, due: DueCall) -> bool:
         caps = self._caps_for(due.account_id, due.account_limit, due.phone_number,
                               due.campaign_id, due.campaign_limit)
-        if self.caps.acquire(due.call_id, caps) is not None:
+        member = self._member(due.call_id)
+        if self.caps.acquire(member, caps) is not None:
             return False
         keys = [c.key for c in caps]
         try:
             claimed = self.store.claim(due)
         except ledger.InsufficientBalance:
-            self.caps.release(due.call_id, keys)
+            self.caps.release(member, keys)
             if due.campaign_id is None and self.store.fail_unpaid(due.call_id):
                 self._log_state("-", due.call_id, "FAILED", cause=lifecycle.INSUFFICIENT_BALANCE)
             return False
         except Exception:
-            self.caps.release(due.call_id, keys)
+            self.caps.release(member, keys)
             raise
         if claimed is None:
-            self.caps.release(due.call_id, keys)
+            self.caps.release(member, keys)
             return False
         attempt_id = claimed.attempt_id
         self.live[attempt_id] = Live(call_id=due.call_id, lease_keys=keys)
@@ -385,7 +393,7 @@ class Engine:
                                                           attempt.campaign_id, 1)]
                 if self.esl.exists(attempt.attempt_id):
                     live = self.live.setdefault(attempt.attempt_id, Live(attempt.call_id, due_keys))
-                    self.caps.renew({attempt.call_id: live.lease_keys})
+                    self.caps.renew({self._member(attempt.call_id): live.lease_keys})
                     if attempt.cancel_requested:
                         self.esl.kill(attempt.attempt_id, "NORMAL_CLEARING")
                     continue
@@ -416,7 +424,7 @@ class Engine:
             try:
                 self._expire_job_failures()
                 if tick % max(1, self.settings.cap_lease_seconds // 4) == 0:
-                    self.caps.renew({lv.call_id: lv.lease_keys for lv in list(self.live.values())})
+                    self.caps.renew({self._member(lv.call_id): lv.lease_keys for lv in list(self.live.values())})
                 if self._connected.is_set():
                     for attempt_id in self.store.cancel_requested_live():
                         live = self.live.get(attempt_id)

@@ -22,7 +22,7 @@ class Commands:
             "uuid_exists": self.api_uuid_exists, "show": self.api_show,
             "hupall": self.api_hupall, "fsctl": self.api_fsctl,
         }
-        self.hooks = {"sim_stats", "sim_reset_stats", "sim_drop", "sim_truncate"}
+        self.hooks = {"sim_stats", "sim_reset_stats", "sim_drop", "sim_drop_all", "sim_truncate"}
 
     # -- socket-level commands -------------------------------------------------------
     def handle(self, conn, line: str, extra: list) -> None:
@@ -211,6 +211,13 @@ class Commands:
         elif cmd == "sim_drop":
             conn.out = []
             conn.abort()
+        elif cmd == "sim_drop_all":
+            # every other connection breaks as if the network failed; the calls stay up
+            for other in list(sim.conns):
+                if other is not conn:
+                    other.out = []
+                    other.abort()
+            conn.send_api_response(b"+OK\n")
         elif cmd == "sim_truncate":
             data = sim_truncated_event(sim)
             conn.send(data[: len(data) // 2])

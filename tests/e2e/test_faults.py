@@ -1,0 +1,126 @@
+"""Faults: the ESL connection breaks, the switch restarts, the dialer is killed -9, Redis
+is flushed. Every call still ends in exactly one final state and the books balance."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tests.e2e.conftest import Stack, assert_sim_no_overlap, wait_for
+
+
+def test_reconnect_after_connection_loss_keeps_live_calls(stack: Stack, make_tenant: Any, upload: Any) -> None:
+    sim = stack.simulator()
+    dialer = stack.dialer(sim)
+    tenant = stack.tenant(make_tenant)
+    audio = upload(tenant, seconds=60)  # 3 s of real time
+    placed = [stack.place(tenant, audio, "0") for _ in range(3)]
+    for p in placed:
+        stack.wait_status(p.call_id, "ANSWERED")
+    assert sim.api("sim_drop_all").startswith("+OK")
+    wait_for("the dialer to reconnect", lambda: (stack.heartbeat(dialer) or {}).get("reconnects_total", 0) >= 1
+             and stack.heartbeat(dialer)["esl_connected"])  # type: ignore[index]
+    stack.wait_final([p.call_id for p in placed])
+    for p in placed:
+        call = stack.call(p.call_id)
+        (attempt,) = stack.attempts(p.call_id)
+        # the hangup event came over the new connection: the message played to its end
+        assert (call.status, call.last_cause) == ("COMPLETED", "NORMAL_CLEARING")
+        assert attempt.billsec >= 59, attempt.billsec
+        stack.assert_money(p.call_id)
+    # and the reconnected dialer keeps dialing
+    after = stack.place(tenant, audio, "2")
+    assert stack.wait_status(after.call_id, "BUSY").attempts_count == 1
+    stack.assert_books_balance(tenant.account_id)
+
+
+def test_switch_restart_reconciles_lost_calls_once(stack: Stack, make_tenant: Any, upload: Any) -> None:
+    sim = stack.simulator()
+    dialer = stack.dialer(sim, FS_ORIGINATE_TIMEOUT=600)
+    tenant = stack.tenant(make_tenant)
+    audio = upload(tenant, seconds=240)
+    answered = [stack.place(tenant, audio, "0") for _ in range(2)]
+    ringing = stack.place(tenant, audio, "3")
+    for p in answered:
+        stack.wait_status(p.call_id, "ANSWERED")
+    stack.wait_status(ringing.call_id, "RINGING")
+    sim.restart()  # every channel is gone, no hangup event will ever come
+    wait_for("the dialer to reconnect", lambda: (stack.heartbeat(dialer) or {}).get("reconnects_total", 0) >= 1)
+    ids = [p.call_id for p in [*answered, ringing]]
+    stack.wait_final(ids)
+    for p in answered:
+        call = stack.call(p.call_id)
+        assert (call.status, call.last_cause) == ("COMPLETED", "CHANNEL_LOST")
+    call = stack.call(ringing.call_id)
+    assert (call.status, call.last_cause) == ("FAILED", "CHANNEL_LOST")
+    for call_id in ids:
+        attempts = stack.attempts(call_id)
+        assert len(attempts) == 1 and attempts[0].ended_at is not None
+        stack.assert_money(call_id)
+    stack.assert_books_balance(tenant.account_id)
+
+
+def test_kill9_mid_batch_then_restart(stack: Stack, make_tenant: Any, upload: Any) -> None:
+    sim = stack.simulator()
+    tenant = stack.tenant(make_tenant)
+    audio = upload(tenant, seconds=40)  # 2 s of real time
+    digits = "1234567890" * 3
+    placed = [stack.place(tenant, audio, d, max_retries=1) for d in digits]
+    ids = [p.call_id for p in placed]
+    for call_id in ids:
+        stack.set_call(call_id, retry_delay_seconds=1)
+    first = stack.dialer(sim, NODE_MAX_CHANNELS=12, FS_ORIGINATE_TIMEOUT=20)
+
+    def mid_batch() -> bool:
+        statuses = Counter(stack.status(i) for i in ids)
+        live = statuses["DIALING"] + statuses["RINGING"] + statuses["ANSWERED"]
+        return live >= 4 and statuses["QUEUED"] >= 4
+
+    wait_for("the batch to be in full swing", mid_batch)
+    first.kill9()
+    stack.dialer(sim, NODE_MAX_CHANNELS=12, FS_ORIGINATE_TIMEOUT=20)
+    stack.wait_final(ids, timeout=60)
+    wait_for("the switch to have no channel left", lambda: sim.stats()["current"] == 0)
+
+    stack.assert_no_overlap(ids)
+    channels = sim.logged_calls()
+    assert_sim_no_overlap(channels)
+    originated = Counter(row["uuid"] for row in channels)
+    assert all(n == 1 for n in originated.values()), "an attempt was originated twice"
+    for p in placed:
+        call = stack.call(p.call_id)
+        assert call.ended_at is not None and call.live_attempt_id is None
+        attempts = stack.attempts(p.call_id)
+        assert call.attempts_count == len(attempts) <= 2
+        if any(a.answered_at is not None for a in attempts[:-1]):
+            raise AssertionError(f"call {p.call_id} was dialed again after an answer")
+        on_switch = [r for r in channels if r["number"].endswith(p.phone[-10:])]
+        assert len(on_switch) <= len(attempts)
+        stack.assert_money(p.call_id)
+    stack.assert_books_balance(tenant.account_id)
+
+
+def test_redis_flush_loses_no_call(stack: Stack, make_tenant: Any, upload: Any) -> None:
+    sim = stack.simulator()
+    tenant = stack.tenant(make_tenant)
+    audio = upload(tenant, seconds=20)
+    # calls whose jobs vanish before any dialer runs: only SQL knows them
+    early = [stack.place(tenant, audio, d) for d in "6261"]
+    stack.redis.flushdb()
+    dialer = stack.dialer(sim)
+    # and a flush while calls are up: leases come back, the calls finish, new ones are dialed
+    late = [stack.place(tenant, audio, "6") for _ in range(3)]
+    for p in late:
+        stack.wait_status(p.call_id, "ANSWERED", "COMPLETED")
+    stack.redis.flushdb()
+    later = [stack.place(tenant, audio, d) for d in "26"]
+    stack.redis.flushdb()
+    ids = [p.call_id for p in [*early, *late, *later]]
+    stack.wait_final(ids, timeout=40)
+    for p in [*early, *late, *later]:
+        expected = "BUSY" if p.digit == "2" else "COMPLETED"
+        call = stack.call(p.call_id)
+        assert (call.status, call.attempts_count) == (expected, 1), p
+        stack.assert_money(p.call_id)
+    assert dialer.alive()
+    stack.assert_books_balance(tenant.account_id)
