@@ -126,6 +126,7 @@ class Engine:
         self._connected = gevent.event.Event()
         self._dispatch_lock = gevent.lock.RLock()
         self._greenlets: list[gevent.Greenlet] = []
+        self._unpaid_campaigns: set[str] = set()  # campaigns paused for balance during this sweep
         self._running = False
         self.started_at = time.time()
         # Leases are held per process: when two dialers race for the same due call, the
@@ -240,6 +241,7 @@ class Engine:
         live = self.live.pop(attempt_id, None)
         if live is not None:
             self._release(attempt_id, live)
+            self._wake.set()  # a slot is free: something else may be dialed now
         if done is None:
             return None
         self.counters.finished += 1
@@ -288,11 +290,14 @@ class Engine:
             free = self.settings.node_max_channels - len(self.live)
             if free <= 0:
                 return 0
+            self._unpaid_campaigns: set[str] = set()
             for due in self.store.due_calls(min(self.batch_size, free * 2)):
                 if not self._running or not self.esl.connected:
                     break
                 if len(self.live) >= self.settings.node_max_channels:
                     break
+                if due.campaign_id in self._unpaid_campaigns:
+                    continue
                 if self._dial(due):
                     sent += 1
         if sent:
@@ -313,6 +318,11 @@ class Engine:
         return caps
 
     def _dial(self, due: DueCall) -> bool:
+        if due.do_not_call:
+            # added to the do-not-call list after it was queued: never dialed
+            if self.store.skip_do_not_call(due.call_id):
+                self._log_state("-", due.call_id, "CANCELLED", cause=lifecycle.DO_NOT_CALL)
+            return False
         caps = self._caps_for(due.account_id, due.account_limit, due.phone_number,
                               due.campaign_id, due.campaign_limit)
         member = self._member(due.call_id)
@@ -323,8 +333,15 @@ class Engine:
             claimed = self.store.claim(due)
         except ledger.InsufficientBalance:
             self.caps.release(member, keys)
-            if due.campaign_id is None and self.store.fail_unpaid(due.call_id):
-                self._log_state("-", due.call_id, "FAILED", cause=lifecycle.INSUFFICIENT_BALANCE)
+            if due.campaign_id is None:
+                if self.store.fail_unpaid(due.call_id):
+                    self._log_state("-", due.call_id, "FAILED", cause=lifecycle.INSUFFICIENT_BALANCE)
+                return False
+            self._unpaid_campaigns.add(due.campaign_id)
+            if self.store.pause_unpaid_campaign(due.campaign_id):
+                log.warning("campaign %s paused: the balance cannot pay the next attempt", due.campaign_id,
+                            extra={"event": "campaign_paused", "campaign_id": due.campaign_id,
+                                   "reason": lifecycle.INSUFFICIENT_BALANCE})
             return False
         except Exception:
             self.caps.release(member, keys)
@@ -423,6 +440,13 @@ class Engine:
             tick += 1
             try:
                 self._expire_job_failures()
+                if tick % 2 == 0:
+                    started, completed = self.store.campaign_housekeeping()
+                    if started:
+                        self._wake.set()
+                    for campaign_id in completed:
+                        log.info("campaign %s completed", campaign_id,
+                                 extra={"event": "campaign_completed", "campaign_id": campaign_id})
                 if tick % max(1, self.settings.cap_lease_seconds // 4) == 0:
                     self.caps.renew({self._member(lv.call_id): lv.lease_keys for lv in list(self.live.values())})
                 if self._connected.is_set():

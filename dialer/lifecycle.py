@@ -70,6 +70,7 @@ INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
 CANCELLED_BY_USER = "CANCELLED_BY_USER"
 ORIGINATE_FAILED = "ORIGINATE_FAILED"  # the originate could not be sent
 LOST = "CHANNEL_LOST"  # FreeSWITCH no longer knows the channel and no hangup event came
+DO_NOT_CALL = "DO_NOT_CALL"  # the number is on the account's do-not-call list
 
 
 def outcome_for(cause: str | None, *, answered: bool) -> Outcome:

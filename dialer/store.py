@@ -14,6 +14,7 @@ Every function is safe to run twice with the same input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,9 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing import ledger
 from billing.rating import call_cost, reservation_for
+from core import campaigns
 from core.db import utcnow
-from core.models import Account, AudioFile, Call, CallAttempt, Campaign, new_id
+from core.models import Account, AudioFile, Call, CallAttempt, Campaign, DncNumber, new_id
 from core.states import CallStatus, CampaignStatus
+from core.window import Window
 from dialer import lifecycle
 
 log = logging.getLogger("zenscall.dialer")
@@ -44,6 +47,7 @@ class DueCall:
     audio_ms: int
     account_limit: int
     campaign_limit: int | None
+    do_not_call: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,28 +99,46 @@ class LiveAttempt:
 
 
 class Store:
-    def __init__(self, sessions: sessionmaker[Session], node: str) -> None:
+    def __init__(self, sessions: sessionmaker[Session], node: str,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions = sessions
         self.node = node
+        self.clock = clock  # frozen in tests of calling windows
 
     # -- what to dial ------------------------------------------------------------------
     def due_calls(self, limit: int, now: datetime | None = None) -> list[DueCall]:
+        """Calls to dial now: single calls, then each RUNNING campaign inside its calling
+        window. One indexed range query per source (campaign_id, status, next_attempt_at),
+        so the cost stays flat however many calls are pending."""
         now = now or utcnow()
-        runnable = sa.or_(Call.campaign_id.is_(None), Campaign.status == CampaignStatus.RUNNING)
-        query = (
+        listed = sa.exists().where(DncNumber.account_id == Call.account_id,
+                                   DncNumber.phone_number == Call.phone_number)
+        base = (
             sa.select(Call.id, Call.account_id, Call.campaign_id, Call.phone_number, Call.caller_id,
-                      Call.audio_id, AudioFile.duration_ms, Account.max_concurrent_calls,
-                      Campaign.concurrent_limit)
+                      Call.audio_id, AudioFile.duration_ms, Account.max_concurrent_calls)
             .join(Account, Account.id == Call.account_id)
             .join(AudioFile, AudioFile.id == Call.audio_id)
-            .outerjoin(Campaign, Campaign.id == Call.campaign_id)
             .where(Call.status == CallStatus.QUEUED, Call.next_attempt_at <= now,
-                   Call.cancel_requested_at.is_(None), Account.active.is_(True), runnable)
+                   Call.cancel_requested_at.is_(None), Account.active.is_(True))
             .order_by(Call.next_attempt_at)
-            .limit(limit)
         )
+        due: list[DueCall] = []
         with self.sessions() as session:
-            return [DueCall(*row) for row in session.execute(query)]
+            singles = base.add_columns(sa.null(), listed).where(Call.campaign_id.is_(None)).limit(limit)
+            due += [DueCall(*row) for row in session.execute(singles)]
+            campaigns = session.execute(
+                sa.select(Campaign.id, Campaign.concurrent_limit, Campaign.window_start, Campaign.window_end,
+                          Campaign.timezone)
+                .where(Campaign.status == CampaignStatus.RUNNING)
+                .order_by(Campaign.created_at)
+            ).all()
+            for campaign_id, concurrent, start, end, tz in campaigns:
+                if not Window.of(start, end, tz).contains(now):
+                    continue
+                query = (base.add_columns(sa.literal(concurrent), listed)
+                         .where(Call.campaign_id == campaign_id).limit(min(limit, concurrent * 2)))
+                due += [DueCall(*row) for row in session.execute(query)]
+        return due
 
     # -- claiming an attempt -----------------------------------------------------------
     def claim(self, due: DueCall) -> Claimed | None:
@@ -158,6 +180,33 @@ class Store:
                             .values(reserved_amount=amount))
             session.commit()
         return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
+
+    def skip_do_not_call(self, call_id: str) -> bool:
+        """A number put on the do-not-call list after the call was queued is never dialed."""
+        now = utcnow()
+        with self.sessions() as session:
+            done = session.execute(
+                sa.update(Call)
+                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
+                .values(status=CallStatus.CANCELLED, last_cause=lifecycle.DO_NOT_CALL, ended_at=now,
+                        next_attempt_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
+            if done and attempt_id:
+                ledger.settle(session, attempt_id, ledger.ZERO)
+            session.commit()
+            return done == 1
+
+    def pause_unpaid_campaign(self, campaign_id: str) -> bool:
+        """A campaign whose next attempt cannot be paid pauses until resumed after a top-up."""
+        with self.sessions() as session:
+            return campaigns.pause(session, campaign_id, reason=campaigns.INSUFFICIENT_BALANCE)
+
+    def campaign_housekeeping(self) -> tuple[int, list[str]]:
+        """Start SCHEDULED campaigns whose time has come; complete finished ones."""
+        with self.sessions() as session:
+            return campaigns.start_due(session, self.clock()), campaigns.complete_finished(session, self.clock())
 
     def fail_unpaid(self, call_id: str) -> bool:
         """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
@@ -207,7 +256,7 @@ class Store:
     # -- the end of an attempt --------------------------------------------------------------
     def finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
         """Finalise an attempt once; None when it is unknown or already final."""
-        now = utcnow()
+        now = self.clock()
         with self.sessions() as session:
             attempt = session.get(CallAttempt, attempt_id)
             if attempt is None or attempt.ended_at is not None:
@@ -235,11 +284,19 @@ class Store:
             charged = ledger.settle(session, attempt_id, cost)
             session.execute(sa.update(CallAttempt).where(CallAttempt.id == attempt_id).values(cost=charged))
             outcome = lifecycle.outcome_for(facts.cause, answered=answered)
+            campaign = session.get(Campaign, call.campaign_id) if call.campaign_id else None
             nxt = lifecycle.after_attempt(
-                outcome, attempts_made=attempt.attempt_no, max_retries=call.max_retries,
+                outcome, attempts_made=attempt.attempt_no,
+                # a cancelled campaign retries nothing
+                max_retries=0 if campaign is not None and campaign.status is CampaignStatus.CANCELLED
+                else call.max_retries,
                 retry_delay=timedelta(seconds=call.retry_delay_seconds), now=now,
                 cancel_requested=call.cancel_requested_at is not None,
             )
+            if campaign is not None and nxt.next_attempt_at is not None:
+                # retries of a campaign are scheduled inside its calling window
+                window = Window.of(campaign.window_start, campaign.window_end, campaign.timezone)
+                nxt = lifecycle.Next(nxt.status, window.next_open(nxt.next_attempt_at))
             values: dict[str, object] = {
                 "status": nxt.status, "live_attempt_id": None, "next_attempt_at": nxt.next_attempt_at,
                 "last_cause": facts.cause,
