@@ -15,8 +15,10 @@ from werkzeug.exceptions import HTTPException
 
 from api import errors
 from api.context import Services, close_db
-from api.limits import bind_route_limits, init_limits, rate_limited_response
+from api.limits import bind_route_limits, exempt_endpoints, init_limits, rate_limited_response
+from api.metrics import init_metrics
 from api.schemas import ErrorSchema
+from api.security import init_security
 from core import redis_conn
 from core.audio import AudioStore
 from core.db import make_engine, make_session_factory
@@ -84,7 +86,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
     app.config.update(overrides)
     JWTManager(app)
+    init_metrics(app)  # first: its request id and timer run before the limiter's hooks
     init_limits(app, settings, redis_url)
+    init_security(app, settings)
 
     api = ZensCallApi(app)
     api.spec.components.security_scheme(
@@ -92,11 +96,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         {"type": "http", "scheme": "bearer",
          "description": "A JWT access token from /api/v1/auth/login, or an API key `zc_live_...`"},
     )
-    from api.resources import api_keys, audio, auth, balance, calls
+    from api.resources import api_keys, audio, auth, balance, calls, health
 
-    for module in (auth, api_keys, audio, calls, balance):
+    for module in (auth, api_keys, audio, calls, balance, health):
         api.register_blueprint(module.blp)
     bind_route_limits(app)
+    exempt_endpoints(app, "health.health", "health.ready", "metrics")
 
     @app.get(f"{API_PREFIX}/docs/assets/<path:filename>")
     def swagger_assets(filename: str) -> Response:

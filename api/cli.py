@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app wsgi db|accounts|billing|keys ...``. Every command prints JSON."""
+"""Operator commands: ``flask --app wsgi db|accounts|billing|keys|users|dialer ...``. Every command prints JSON."""
 
 from __future__ import annotations
 
@@ -217,6 +217,120 @@ def register_cli(app: Flask) -> None:
             session.commit()
             _out({"api_key_id": row.id, "api_key": key, "prefix": row.prefix, "account_id": account_id})
 
+    register_ops_cli(app, accounts_cli, keys_cli)
     for group in (db_cli, accounts_cli, billing_cli, keys_cli):
+        app.cli.add_command(group)
+
+
+def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> None:
+    """Operations: ``accounts show``, ``keys revoke``, ``users create``, ``dialer status``."""
+    users_cli = AppGroup("users", help="Users who log in to an account (JWT).")
+    dialer_cli = AppGroup("dialer", help="The dialers' live state (from their Redis heartbeats).")
+
+    @accounts_cli.command("show")
+    @click.argument("account_id")
+    def accounts_show(account_id: str) -> None:
+        """An account's balance, reserved and available money, rate and limits."""
+        svc = _services(app)
+        with svc.sessions() as session:
+            acc = session.get(Account, account_id)
+            if acc is None:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            _out({"account_id": acc.id, "name": acc.name, "active": acc.active, "currency": acc.currency,
+                  "balance": money_str(acc.balance), "reserved": money_str(acc.reserved),
+                  "available": money_str(acc.balance - acc.reserved),
+                  "rate_per_minute": money_str(acc.rate_per_minute), "pulse_seconds": acc.pulse_seconds,
+                  "max_concurrent_calls": acc.max_concurrent_calls, "created_at": acc.created_at})
+
+    @keys_cli.command("revoke")
+    @click.argument("key_id")
+    def keys_revoke(key_id: str) -> None:
+        """Revoke an API key: requests with it answer 401 (API_KEY_REVOKED) from now on."""
+        from core.db import utcnow
+        from core.models import ApiKey
+
+        svc = _services(app)
+        with svc.sessions() as session:
+            row = session.get(ApiKey, key_id)
+            if row is None:
+                _fail(f"no API key {key_id}", "NOT_FOUND")
+                return
+            already = row.revoked_at is not None
+            if not already:
+                row.revoked_at = utcnow()
+                session.commit()
+            _out({"api_key_id": row.id, "account_id": row.account_id, "prefix": row.prefix,
+                  "revoked_at": row.revoked_at, "already_revoked": already})
+
+    @users_cli.command("create")
+    @click.argument("account_id")
+    @click.option("--email", required=True)
+    @click.option("--password", required=True)
+    def users_create(account_id: str, email: str, password: str) -> None:
+        """Add a user (email + password login) to an existing account."""
+        import sqlalchemy as sa
+
+        from core.credentials import hash_password
+        from core.models import User
+
+        email = email.strip().lower()
+        if "@" not in email or len(email) > 254:
+            _fail(f"not an email address: {email!r}", "INVALID_USER")
+        if len(password) < 8:
+            _fail("the password must have at least 8 characters", "INVALID_USER")
+        svc = _services(app)
+        with svc.sessions() as session:
+            if session.get(Account, account_id) is None:
+                _fail(f"no account {account_id}", "NOT_FOUND")
+                return
+            if session.execute(sa.select(User.id).where(User.email == email)).first():
+                _fail(f"a user with email {email} already exists", "CONFLICT")
+                return
+            user = User(account_id=account_id, email=email, password_hash=hash_password(password))
+            session.add(user)
+            session.commit()
+            _out({"user_id": user.id, "account_id": account_id, "email": user.email, "role": user.role})
+
+    @dialer_cli.command("status")
+    @click.option("--node", default=None, help="only this FreeSWITCH node's dialers")
+    def dialer_status(node: str | None) -> None:
+        """Every live dialer (heartbeat < 15 s): connection, in-flight calls, originates/s, counters,
+        node cap usage. Exit status 1 when no dialer is alive."""
+        import redis as redis_lib
+
+        from api.metrics import node_cap_usage
+        from api.resources.health import live_dialers
+
+        client = _services(app).redis
+        try:
+            states = live_dialers(client)
+            usage = node_cap_usage(client)
+        except (redis_lib.RedisError, OSError) as exc:
+            _fail(f"Redis is unreachable: {exc}", "REDIS_UNAVAILABLE")
+            return
+        if node is not None:
+            states = [s for s in states if s.get("node") == node]
+        counter_names = ("originates_total", "finished_total", "answered_total", "retries_total",
+                         "reconnects_total", "reconciled_total")
+        dialers: list[dict[str, Any]] = []
+        for state in states:
+            name = str(state.get("node"))
+            dialers.append({
+                "node": name, "pid": state.get("pid"), "connected": bool(state.get("esl_connected")),
+                "in_flight": state.get("in_flight"), "originates_per_second": state.get("originates_per_second"),
+                "counters": {k.removesuffix("_total"): state.get(k) for k in counter_names if k in state},
+                "heartbeat_age_seconds": state.get("age_seconds"), "started_at": state.get("started_at"),
+                "node_cap": {"key": f"zc:cap:node:{name}", "in_use": usage.get(name, 0),
+                             "limit": state.get("node_max_channels")},
+            })
+        if not dialers:
+            _fail("no live dialer" + (f" on node {node}" if node else "")
+                  + " (no heartbeat younger than 15 s under zc:dialer:*)", "NO_DIALER")
+            return
+        _out({"live": len(dialers), "connected": sum(1 for d in dialers if d["connected"]),
+              "in_flight": sum(int(d["in_flight"] or 0) for d in dialers), "dialers": dialers})
+
+    for group in (users_cli, dialer_cli):
         app.cli.add_command(group)
 

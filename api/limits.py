@@ -98,6 +98,7 @@ class AppLimits:
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
         self.guarded: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.exempt_endpoints: set[str] = set()
 
 
 def current_limiter() -> Limiter:
@@ -146,6 +147,15 @@ def bind_route_limits(app: Flask) -> None:
         state.guarded[view] = decorator(view)
 
 
+def exempt_endpoints(app: Flask, *endpoints: str) -> None:
+    """Take operational endpoints (health, readiness, metrics) out of every limit and
+    of the X-RateLimit-* headers: they must answer without touching Redis."""
+    state: AppLimits = app.extensions[EXTENSION]
+    for endpoint in endpoints:
+        state.limiter.exempt(app.view_functions[endpoint])
+        state.exempt_endpoints.add(endpoint)
+
+
 def rate_limited_response(exc: Exception) -> Response:
     code, _ = STATUS_CODES[429]
     limit = getattr(exc, "limit", None)
@@ -163,6 +173,8 @@ def fill_headers(response: Response) -> Response:
         response.headers.pop("Retry-After", None)
     limiter = current_limiter()
     if "X-RateLimit-Limit" in response.headers or not limiter.enabled:
+        return response
+    if request.endpoint in current_app.extensions[EXTENSION].exempt_endpoints:
         return response
     item = parse(_general_limit())
     try:

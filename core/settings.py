@@ -105,6 +105,11 @@ class Settings:
     dialer_sweep_seconds: float
     cap_lease_seconds: int
     extra: dict[str, str] = field(default_factory=dict)
+    # operations: readiness, metrics, CORS
+    ready_require_dialer: bool = True  # /ready fails without a live, ESL-connected dialer
+    ready_check_timeout: float = 2.0  # seconds per readiness check
+    metrics_token: str = ""  # bearer token for /metrics; empty: open (bind it locally)
+    cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
 
     @property
     def is_production(self) -> bool:
@@ -126,14 +131,27 @@ def load_settings() -> Settings:
         if value:
             if production and len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters in production")
+            refuse_placeholder(name, value)
             return value
         if production:
             raise ConfigError(f"{name} is required in production")
         return _dev_secret(var_dir, name.lower())
 
+    def refuse_placeholder(name: str, value: str) -> None:
+        # the values shipped in .env.example must be replaced before going live
+        if production and "change-me" in value.lower():
+            raise ConfigError(f"{name} still holds the placeholder from .env.example")
+
     fs_password = _env("FS_PASSWORD", "ClueCon")
     if production and fs_password == "ClueCon":
         raise ConfigError("FS_PASSWORD must not be FreeSWITCH's default password in production")
+    if production and len(fs_password) < 12:
+        raise ConfigError("FS_PASSWORD must be at least 12 characters in production")
+    refuse_placeholder("FS_PASSWORD", fs_password)
+    metrics_token = os.environ.get("METRICS_TOKEN", "")
+    if production and metrics_token and len(metrics_token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters in production")
+    refuse_placeholder("METRICS_TOKEN", metrics_token)
 
     database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'zenscall.db'}")
     redis_url = os.environ.get("REDIS_URL") or None
@@ -179,4 +197,8 @@ def load_settings() -> Settings:
         dialer_queue=_env("DIALER_QUEUE", "dialer"),
         dialer_sweep_seconds=_float("DIALER_SWEEP_SECONDS", 1.0),
         cap_lease_seconds=_int("CAP_LEASE_SECONDS", 120),
+        ready_require_dialer=_env("READY_REQUIRE_DIALER", "true").lower() not in ("0", "false", "no"),
+        ready_check_timeout=_float("READY_CHECK_TIMEOUT", 2.0),
+        metrics_token=metrics_token,
+        cors_origins=tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()),
     )

@@ -89,13 +89,14 @@ def main() -> None:
     port = os.environ.get("WEB_PORT", "8000")
     fs_port = os.environ.get("FS_PORT", "8021")
     base = f"http://127.0.0.1:{port}/api/v1"
+    dashboard = f"http://127.0.0.1:{os.environ.get('DASHBOARD_PORT', '9181')}/"
     key = demo["api_key"]
     print(f"""
 ZensCall is starting (database {settings.database_url.split('://')[0]}, Redis {redis_url},
 FreeSWITCH {'simulator on 127.0.0.1:' + fs_port if 'FS_HOST' not in os.environ else os.environ['FS_HOST']}).
 
   API        {base}          docs: {base}/docs
-  Dashboard  http://127.0.0.1:{os.environ.get('DASHBOARD_PORT', '9181')}/   (user admin, password in {settings.var_dir}/dashboard.password)
+  Dashboard  {dashboard}   (user admin, password in {settings.var_dir}/dashboard.password)
   Demo login {demo['email']} / {demo['password']}
   API key    {key}
   Audio id   {demo['audio_id']}

@@ -1,0 +1,362 @@
+"""fs_conf/, docker-compose.yml, .env.example and the Procfiles, checked for structure and
+for agreement with the code. No Docker engine or FreeSWITCH runs on our build machines, so
+these files are validated here, not run."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from honcho.environ import parse_procfile
+
+from core.settings import ROOT, load_settings
+from tests.ops.conftest import cli_env
+
+FS_CONF = ROOT / "fs_conf"
+BIN = Path(sys.executable).parent
+_PRE = re.compile(r'<X-PRE-PROCESS\s+cmd="([^"]+)"\s+data="([^"]*)"\s*/>')
+_GLOBAL = re.compile(r"\$\$\{([^}]+)\}")
+
+
+# -- FreeSWITCH configuration --------------------------------------------------------------------
+
+
+class FsConfig:
+    """FreeSWITCH's pre-processor, as far as fs_conf/ uses it: include (globs relative to the
+    including file), set, env-set (``name=$ENV``, applied only when the variable exists), and
+    ``$${name}`` expansion; then the assembled document is parsed."""
+
+    def __init__(self, root: Path, environ: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.environ = environ or {}
+        self.vars: dict[str, str] = {}
+        self.env_names: dict[str, str] = {}  # FreeSWITCH variable -> environment variable
+        self.included: list[Path] = []
+        text = self._process(root / "freeswitch.xml")
+        self.doc = ET.fromstring(text)
+
+    def _process(self, path: Path) -> str:
+        self.included.append(path.resolve())
+        out = []
+        for line in path.read_text().splitlines():
+            match = _PRE.search(line)
+            if match is None:
+                out.append(_GLOBAL.sub(lambda m: self.vars.get(m.group(1), m.group(0)), line))
+                continue
+            cmd, data = match.groups()
+            if cmd == "include":
+                files = sorted(glob.glob(str(path.parent / data)))
+                assert files, f"{path.name}: include {data!r} matches nothing"
+                for name in files:
+                    body = self._process(Path(name))
+                    # like FreeSWITCH, drop the <include> wrapper of an included file
+                    body = re.sub(r"^\s*<\?xml[^>]*\?>", "", body)
+                    out.append(re.sub(r"</?include>", "", body))
+            elif cmd == "set":
+                name, _, value = data.partition("=")
+                self.vars[name] = _GLOBAL.sub(lambda m: self.vars.get(m.group(1), ""), value)
+            elif cmd == "env-set":
+                name, _, value = data.partition("=")
+                assert value.startswith("$"), f"env-set takes name=$VARIABLE, got {data!r}"
+                self.env_names[name] = value[1:]
+                if value[1:] in self.environ:
+                    self.vars[name] = self.environ[value[1:]]
+            else:
+                pytest.fail(f"unexpected X-PRE-PROCESS cmd {cmd!r} in {path}")
+        return "\n".join(out)
+
+    def configuration(self, name: str) -> ET.Element:
+        node = self.doc.find(f"./section[@name='configuration']/configuration[@name='{name}']")
+        assert node is not None, f"no configuration {name}"
+        return node
+
+    @staticmethod
+    def params(node: ET.Element) -> dict[str, str]:
+        return {p.get("name"): p.get("value") for p in node.iter("param")}
+
+
+@pytest.fixture(scope="module")
+def fs() -> FsConfig:
+    return FsConfig(FS_CONF)
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory) -> object:
+    """The dialer's defaults: load_settings() with none of its variables set."""
+    saved = dict(os.environ)
+    try:
+        for name in list(os.environ):
+            if name.startswith(("FS_", "NODE_", "GATEWAY_", "DIALER_")):
+                del os.environ[name]
+        os.environ["VAR_DIR"] = str(tmp_path_factory.mktemp("defaults"))
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_fs_conf_file_is_well_formed_and_included(fs):
+    files = sorted(FS_CONF.rglob("*.xml"))
+    assert files
+    for path in files:
+        ET.fromstring(path.read_text())  # X-PRE-PROCESS lines included: they are elements
+    assert set(files) == set(fs.included), set(files) ^ set(fs.included)
+
+
+def test_event_socket_matches_the_dialer(fs, defaults):
+    esl = fs.params(fs.configuration("event_socket.conf"))
+    assert int(esl["listen-port"]) == defaults.fs_port == 8021
+    assert esl["listen-ip"] == "127.0.0.1"  # never open to the world by default
+    raw = (FS_CONF / "autoload_configs/event_socket.conf.xml").read_text()
+    assert 'name="password" value="$${esl_password}"' in raw
+    assert fs.env_names["esl_password"] == "ESL_PASSWORD"
+    assert esl["password"] != "ClueCon"
+    with pytest.raises(Exception, match="placeholder"):  # the shipped default is refused in production
+        os.environ.update({"ZC_ENV": "production"})
+        try:
+            _production_settings(FS_PASSWORD=esl["password"])
+        finally:
+            os.environ.pop("ZC_ENV")
+    # the ACL applied to the event socket exists, denies by default and allows the dialer network only
+    assert esl["apply-inbound-acl"] == "dialer"
+    lists = fs.configuration("acl.conf").findall("./network-lists/list")
+    (dialer,) = [x for x in lists if x.get("name") == "dialer"]
+    assert dialer.get("default") == "deny"
+    assert [(n.get("type"), n.get("cidr")) for n in dialer.findall("node")] == [("allow", "127.0.0.1/32")]
+
+
+def _production_settings(**env: str):
+    saved = dict(os.environ)
+    try:
+        os.environ.update({"SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40,
+                           "DATABASE_URL": "mysql+pymysql://u:p@db/zc", "REDIS_URL": "redis://r:6379/0", **env})
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_environment_overrides_reach_the_configuration():
+    fs = FsConfig(FS_CONF, {"ESL_PASSWORD": "a-real-password", "CARRIER_HOST": "10.1.2.3",
+                            "DIALER_NETWORK": "10.0.0.0/24"})
+    assert fs.params(fs.configuration("event_socket.conf"))["password"] == "a-real-password"
+    gateway = fs.doc.find(".//gateway[@name='carrier']")
+    assert fs.params(gateway)["proxy"] == "10.1.2.3"
+    assert fs.doc.find(".//list[@name='dialer']/node").get("cidr") == "10.0.0.0/24"
+
+
+def test_gateway_is_the_dial_templates(fs, defaults):
+    parts = defaults.fs_dial_template.split("/")
+    assert parts[:2] == ["sofia", "gateway"] and parts[3] == "{number}"
+    profile = fs.doc.find(".//configuration[@name='sofia.conf']/profiles/profile[@name='external']")
+    assert profile is not None
+    names = [g.get("name") for g in profile.findall("./gateways/gateway")]
+    assert names == [parts[2]] == ["carrier"]
+    gateway = fs.params(profile.find("./gateways/gateway"))
+    assert gateway["register"] == "false" and gateway["proxy"]
+    # inbound calls land in a context that exists and rejects them
+    context = fs.params(profile.find("settings"))["context"]
+    assert fs.doc.find(f"./section[@name='dialplan']/context[@name='{context}']") is not None
+
+
+def test_codecs_are_g711_for_pakistani_carriers(fs):
+    assert fs.vars["global_codec_prefs"] == fs.vars["outbound_codec_prefs"] == "PCMA,PCMU"
+    settings = fs.params(fs.doc.find(".//profile[@name='external']/settings"))
+    assert settings["outbound-codec-prefs"] == settings["inbound-codec-prefs"] == "PCMA,PCMU"
+
+
+def test_modules_the_dialer_needs_are_loaded(fs):
+    loaded = {m.get("module") for m in fs.configuration("modules.conf").iter("load")}
+    assert {"mod_event_socket", "mod_sofia", "mod_commands", "mod_dptools", "mod_sndfile",
+            "mod_dialplan_xml"} <= loaded
+
+
+def test_switch_limits_cover_the_dialer_caps(fs, defaults):
+    switch = fs.params(fs.configuration("switch.conf"))
+    assert int(switch["max-sessions"]) >= defaults.node_max_channels
+    assert int(switch["sessions-per-second"]) >= defaults.gateway_cps
+    rtp_ports = int(switch["rtp-end-port"]) - int(switch["rtp-start-port"])
+    assert rtp_ports >= 4 * defaults.node_max_channels  # 2 ports per leg, with room
+
+
+def test_audio_directory_is_the_composes(fs, compose):
+    audio = fs.vars["zenscall_audio_dir"]
+    env = compose["x-app-env"]
+    assert audio == env["FS_AUDIO_DIR"] == env["AUDIO_DIR"]
+    assert compose["services"]["freeswitch"]["environment"]["ZENSCALL_AUDIO_DIR"] == audio
+    for service in ("web", "dialer", "freeswitch"):
+        mounts = compose["services"][service]["volumes"]
+        assert any(m.split(":")[:2] == ["audio", audio] for m in mounts), (service, mounts)
+
+
+# -- docker-compose.yml and .env.example ------------------------------------------------------------
+
+SERVICES = {"mariadb", "redis", "freeswitch", "migrate", "web", "worker", "dialer", "dashboard"}
+APP_SERVICES = {"migrate", "web", "worker", "dialer", "dashboard"}
+
+
+def test_compose_services_health_and_restart(compose):
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert service.get("image"), name
+        if name == "migrate":
+            assert service["restart"] == "no"
+            continue
+        assert service["restart"] == "unless-stopped", name
+        assert service["healthcheck"]["test"], name
+    for name in APP_SERVICES:
+        assert services[name]["build"] == "."
+        assert services[name]["environment"]["ZC_ENV"] == "production"
+    for name in ("web", "worker", "dialer"):  # after the schema is in place
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    for name in ("migrate", "dashboard"):
+        assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert services["migrate"]["depends_on"]["mariadb"] == {"condition": "service_healthy"}
+    assert services["web"]["healthcheck"]["test"][-1].find("/api/v1/health") > 0
+    assert services["freeswitch"]["volumes"][0] == "./fs_conf:/etc/freeswitch:ro"
+    assert compose["volumes"].keys() >= {"audio", "mariadb"}
+    # the event socket stays on loopback: FreeSWITCH and the dialer share the host's network
+    assert services["freeswitch"]["network_mode"] == services["dialer"]["network_mode"] == "host"
+    assert services["dialer"]["environment"]["FS_HOST"] == "127.0.0.1"
+    assert services["freeswitch"]["environment"]["ESL_PASSWORD"] == "${FS_PASSWORD}"
+    for name in ("web", "dashboard", "mariadb", "redis"):
+        for port in services[name].get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def _env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value
+    return pairs
+
+
+def test_every_compose_variable_is_in_env_example():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used
+    missing = used - set(_env_example())
+    assert not missing, missing
+
+
+def test_env_example_is_refused_until_filled_in(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    for name, value in _env_example().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://u:p@db/zc")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    with pytest.raises(Exception, match="placeholder"):
+        load_settings()
+
+
+def _argv(command) -> list[str]:
+    return command if isinstance(command, list) else command.split()
+
+
+@pytest.fixture(scope="module")
+def wsgi_probe(settings):
+    """Import wsgi as gunicorn would and list its CLI commands (one subprocess)."""
+    script = (
+        "import json, wsgi\n"
+        "cli = wsgi.app.cli\n"
+        "print(json.dumps({g: sorted(cli.get_command(None, g).list_commands(None)) "
+        "for g in cli.list_commands(None) if hasattr(cli.get_command(None, g), 'list_commands')}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**cli_env(settings), "LOG_LEVEL": "ERROR"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_command(argv: list[str], wsgi_probe: dict) -> None:
+    """The program exists and what it is asked to run exists in the code."""
+    program = argv[0]
+    assert shutil.which(program, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"), program
+    if program == "gunicorn":
+        assert "wsgi:app" in argv and wsgi_probe  # wsgi imported and built its app
+        assert "gevent" in argv[argv.index("--worker-class") + 1]
+        assert importlib.util.find_spec("gevent")
+    elif program == "flask":
+        assert argv[1:3] == ["--app", "wsgi"]
+        group, command = argv[3], argv[4]
+        assert command in wsgi_probe[group], (group, command)
+    elif program == "python":
+        assert argv[1] == "-m" and importlib.util.find_spec(argv[2] + ".__main__") is not None, argv
+    elif program == "rq":
+        from rq.cli import main as rq_main
+
+        assert argv[1] in rq_main.commands
+        options = {o for p in rq_main.commands[argv[1]].params for o in p.opts}
+        assert {a for a in argv[2:] if a.startswith("--")} <= options
+    elif program == "rq-dashboard":
+        from rq_dashboard.cli import run
+
+        options = {o for p in run.params for o in p.opts}
+        assert {a for a in argv[1:] if a.startswith("--")} <= options
+        assert "--username" in argv and "--password" in argv  # behind authentication
+    else:
+        pytest.fail(f"unexpected program {program}")
+
+
+def test_compose_commands_exist(compose, wsgi_probe):
+    services = compose["services"]
+    for name in APP_SERVICES:
+        check_command(_argv(services[name]["command"]), wsgi_probe)
+    assert "dialer" in wsgi_probe and "status" in wsgi_probe["dialer"]  # the dialer's healthcheck
+
+
+@pytest.mark.parametrize("procfile", ["Procfile", "Procfile.dev", "Procfile.local"])
+def test_procfile_parses_and_its_commands_exist(procfile, wsgi_probe):
+    path = ROOT / procfile
+    if not path.exists():
+        pytest.skip(f"no {procfile}")
+    parsed = parse_procfile(path.read_text())
+    processes = parsed.processes
+    if procfile == "Procfile":
+        assert set(processes) == {"release", "web", "worker", "dialer", "dashboard"}
+    for command in processes.values():
+        # shell syntax (${VAR:-default}, "$VAR") is the shell's; the words are what we check
+        argv = [w.strip('"') for w in command.split()]
+        check_command(argv, wsgi_probe)
+
+
+def test_honcho_check_accepts_the_procfile():
+    honcho = shutil.which("honcho", path=str(BIN)) or "honcho"
+    result = subprocess.run([honcho, "-f", str(ROOT / "Procfile"), "check"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "release" in result.stderr + result.stdout
+
+
+def test_dockerfile_and_gunicorn_conf(tmp_path, monkeypatch):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile and "USER nobody" in dockerfile
+    assert "/srv/zenscall/audio" in dockerfile
+    import runpy
+
+    target = tmp_path / "prom"
+    (target).mkdir()
+    (target / "stale.db").write_text("x")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(target))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf["on_starting"](None)
+    assert target.is_dir() and not list(target.iterdir())
