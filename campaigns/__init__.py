@@ -1,0 +1,1 @@
+"""Campaigns: a CSV of numbers becomes one queued call per number, dialed from SQL."""
