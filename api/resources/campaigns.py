@@ -1,0 +1,371 @@
+"""/campaigns: create from a CSV upload, list, status and statistics, pause / resume /
+cancel, the campaign's calls, a per-number report and the rejected rows as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask import Response, stream_with_context
+from flask_smorest import Blueprint
+
+from api.auth import current, require_auth
+from api.context import db, services
+from api.errors import ApiError, not_found, validation_error
+from api.limits import CREATE, route_limit
+from api.pagination import PageArgs, envelope_schema, paginate
+from api.resources.audio import own_ready_audio
+from api.schemas import CallSchema, EnumValue, MoneyField
+from billing.rating import money_str
+from campaigns.csv_reader import CsvError, sniff
+from campaigns.importer import enqueue_import, upload_path
+from core import campaigns as lifecycle
+from core.db import utcnow
+from core.models import Call, Campaign, CampaignRejectedRow
+from core.phone import InvalidPhoneNumber, normalize_pk
+from core.states import CallStatus, CampaignStatus
+from core.window import Window
+
+blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")
+
+SNIFF_BYTES = 64 * 1024
+DIGITS = ma.validate.Regexp(r"^\+?[0-9]{3,15}$", error="must be 3 to 15 digits")
+HHMM = ma.validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time of day as HH:MM")
+
+
+class NewCampaignForm(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    audio_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
+    concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
+    retry_delay_seconds = ma.fields.Integer(load_default=300, validate=ma.validate.Range(min=30, max=86_400))
+    caller_id = ma.fields.String(validate=DIGITS)
+    start_at = ma.fields.AwareDateTime(metadata={"description": "ISO 8601 with a zone; dialing starts then"})
+    window_start = ma.fields.String(load_default="09:00", validate=HHMM,
+                                    metadata={"description": "daily calling window start, Asia/Karachi"})
+    window_end = ma.fields.String(load_default="21:00", validate=HHMM,
+                                  metadata={"description": "daily calling window end, Asia/Karachi"})
+
+
+class CsvUpload(ma.Schema):
+    csv_file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class ImportSummarySchema(ma.Schema):
+    filename = ma.fields.String(attribute="csv_filename", allow_none=True)
+    size_bytes = ma.fields.Integer(attribute="csv_bytes")
+    rows = ma.fields.Integer(attribute="rows_total")
+    accepted = ma.fields.Integer(attribute="rows_accepted")
+    duplicates = ma.fields.Integer(attribute="rows_duplicate")
+    do_not_call = ma.fields.Integer(attribute="rows_dnc")
+    invalid = ma.fields.Integer(attribute="rows_invalid")
+    error = ma.fields.String(attribute="import_error", allow_none=True)
+    imported_at = ma.fields.AwareDateTime(allow_none=True)
+
+
+class StatsSchema(ma.Schema):
+    total = ma.fields.Integer()
+    pending = ma.fields.Integer()
+    in_progress = ma.fields.Integer()
+    completed = ma.fields.Integer()
+    busy = ma.fields.Integer()
+    no_answer = ma.fields.Integer()
+    failed = ma.fields.Integer()
+    cancelled = ma.fields.Integer()
+    attempts = ma.fields.Integer()
+    answer_rate = ma.fields.Float(allow_none=True)
+    average_billsec = ma.fields.Float(allow_none=True)
+    cost = MoneyField()
+    progress_percent = ma.fields.Float()
+    estimated_seconds_left = ma.fields.Float(allow_none=True)
+
+
+class CampaignSchema(ma.Schema):
+    id = ma.fields.String()
+    name = ma.fields.String()
+    status = EnumValue(metadata={"enum": [s.value for s in CampaignStatus]})
+    pause_reason = ma.fields.String(allow_none=True)
+    audio_id = ma.fields.String()
+    max_retries = ma.fields.Integer()
+    retry_delay_seconds = ma.fields.Integer()
+    concurrent_limit = ma.fields.Integer()
+    caller_id = ma.fields.String(allow_none=True)
+    calling_window = ma.fields.Method("_window")
+    start_at = ma.fields.AwareDateTime(allow_none=True)
+    started_at = ma.fields.AwareDateTime(allow_none=True)
+    completed_at = ma.fields.AwareDateTime(allow_none=True)
+    created_at = ma.fields.AwareDateTime()
+    updated_at = ma.fields.AwareDateTime()
+    import_summary = ma.fields.Method("_import")
+
+    def _window(self, obj: Campaign) -> dict[str, str]:
+        return {"start": obj.window_start, "end": obj.window_end, "timezone": obj.timezone}
+
+    def _import(self, obj: Campaign) -> dict[str, Any]:
+        return ImportSummarySchema().dump(obj)  # type: ignore[no-any-return]
+
+
+class CampaignDetailSchema(CampaignSchema):
+    statistics = ma.fields.Method("_statistics", metadata={"description": "see StatsSchema"})
+
+    def _statistics(self, obj: Campaign) -> dict[str, Any]:
+        return StatsSchema().dump(lifecycle.stats(db(), obj).as_dict())  # type: ignore[no-any-return]
+
+
+class CampaignFilter(PageArgs):
+    status = ma.fields.String(validate=ma.validate.OneOf([s.value for s in CampaignStatus]))
+
+
+class CampaignCallsFilter(PageArgs):
+    status = ma.fields.String(validate=ma.validate.OneOf([s.value for s in CallStatus]))
+    phone_number = ma.fields.String()
+
+
+class CancelArgs(ma.Schema):
+    hang_up_live = ma.fields.Boolean(load_default=False,
+                                     metadata={"description": "also hang up calls that are playing now"})
+
+
+def own_campaign(campaign_id: str) -> Campaign:
+    campaign = db().get(Campaign, campaign_id)
+    if campaign is None or campaign.account_id != current().account_id:
+        raise not_found("Campaign")
+    return campaign
+
+
+def detail(campaign: Campaign) -> Campaign:
+    """The campaign as CampaignDetailSchema dumps it (statistics computed on dump)."""
+    return campaign
+
+
+@blp.route("", methods=["POST"])
+@require_auth
+@route_limit(CREATE)
+@blp.arguments(NewCampaignForm, location="form")
+@blp.arguments(CsvUpload, location="files")
+@blp.response(201, CampaignDetailSchema)
+def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
+    """Create a campaign from a CSV of phone numbers; the CSV is imported in the background."""
+    settings = services().settings
+    audio = own_ready_audio(form["audio_id"])
+    try:
+        window = Window.of(form["window_start"], form["window_end"])
+    except ValueError as exc:
+        raise validation_error("window_end", str(exc)) from None
+    upload = files["csv_file"]
+    head = upload.stream.read(SNIFF_BYTES)
+    try:
+        sniff(head)
+    except CsvError as exc:
+        raise ApiError(422, exc.code, exc.message, {"csv_file": [exc.message]}) from None
+    now = utcnow()
+    start_at = form.get("start_at")
+    campaign = Campaign(
+        account_id=current().account_id, name=form["name"], audio_id=audio.id, status=CampaignStatus.IMPORTING,
+        max_retries=form["max_retries"], retry_delay_seconds=form["retry_delay_seconds"],
+        concurrent_limit=form["concurrent_limit"], caller_id=(form.get("caller_id") or "").lstrip("+") or None,
+        window_start=window.start.strftime("%H:%M"), window_end=window.end.strftime("%H:%M"),
+        start_at=start_at.astimezone(UTC) if start_at else None,
+        csv_filename=(upload.filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1][:255],
+        created_at=now, updated_at=now,
+    )
+    session = db()
+    session.add(campaign)
+    session.flush()
+    path = upload_path(settings, campaign.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = _store_upload(head, upload.stream, path, settings.max_csv_bytes)
+    if size > settings.max_csv_bytes:
+        session.rollback()
+        path.unlink(missing_ok=True)
+        raise ApiError(413, "CSV_TOO_LARGE", f"The CSV file is larger than {settings.max_csv_bytes} bytes.",
+                       {"csv_file": [f"max {settings.max_csv_bytes} bytes"]})
+    campaign.csv_bytes = size
+    session.commit()
+    try:
+        enqueue_import(services().work_queue, campaign.id)
+    except Exception:  # Redis down: the campaign cannot start; say so instead of leaving it stuck
+        lifecycle_fail(campaign, "the import queue is unavailable; create the campaign again")
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "The import queue is unavailable. Try again shortly.") from None
+    return detail(campaign)
+
+
+def _store_upload(head: bytes, stream: Any, path: Any, limit: int) -> int:
+    """Copy the upload to disk (atomically), stopping as soon as it passes ``limit``."""
+    tmp = path.with_suffix(".part")
+    size = len(head)
+    with open(tmp, "wb") as out:
+        out.write(head)
+        while size <= limit:
+            chunk = stream.read(1024 * 1024)
+            if not chunk:
+                break
+            out.write(chunk)
+            size += len(chunk)
+    if size > limit:
+        tmp.unlink(missing_ok=True)
+        return size
+    tmp.replace(path)
+    return size
+
+
+def lifecycle_fail(campaign: Campaign, reason: str) -> None:
+    session = db()
+    campaign.status = CampaignStatus.FAILED
+    campaign.import_error = reason
+    session.commit()
+
+
+@blp.route("", methods=["GET"])
+@require_auth
+@blp.arguments(CampaignFilter, location="query")
+@blp.response(200, envelope_schema(CampaignSchema, "CampaignPage"))
+def list_campaigns(args: dict[str, Any]) -> dict[str, Any]:
+    """The account's campaigns, newest first, optionally by status."""
+    query = sa.select(Campaign).where(Campaign.account_id == current().account_id)
+    if "status" in args:
+        query = query.where(Campaign.status == args["status"])
+    items, meta = paginate(db(), query.order_by(Campaign.created_at.desc(), Campaign.id), args["page"],
+                           args["per_page"])
+    return {"data": items, "pagination": meta}
+
+
+@blp.route("/<string:campaign_id>", methods=["GET"])
+@require_auth
+@blp.response(200, CampaignDetailSchema)
+def get_campaign(campaign_id: str) -> Campaign:
+    """Status, statistics (counts by status, answer rate, cost, progress, time left) and the import summary."""
+    return detail(own_campaign(campaign_id))
+
+
+def _transition(campaign_id: str, wanted: str, fn: Any) -> Campaign:
+    campaign = own_campaign(campaign_id)
+    if not fn(db(), campaign.id):
+        db().refresh(campaign)
+        raise ApiError(409, "INVALID_CAMPAIGN_STATE", f"Cannot {wanted} a campaign that is {campaign.status.value}.",
+                       {"status": campaign.status.value})
+    db().refresh(campaign)
+    return detail(campaign)
+
+
+@blp.route("/<string:campaign_id>/pause", methods=["POST"])
+@require_auth
+@blp.response(200, CampaignDetailSchema)
+def pause(campaign_id: str) -> Campaign:
+    """Stop starting new calls; calls in progress finish."""
+    return _transition(campaign_id, "pause", lifecycle.pause)
+
+
+@blp.route("/<string:campaign_id>/resume", methods=["POST"])
+@require_auth
+@blp.response(200, CampaignDetailSchema)
+def resume(campaign_id: str) -> Campaign:
+    """Resume a paused campaign (also one paused for balance, after a top-up)."""
+    return _transition(campaign_id, "resume", lifecycle.resume)
+
+
+@blp.route("/<string:campaign_id>/cancel", methods=["POST"])
+@require_auth
+@blp.arguments(CancelArgs, location="json", required=False)
+@blp.response(200, CampaignDetailSchema)
+def cancel(args: dict[str, Any] | None, campaign_id: str) -> Campaign:
+    """Cancel: pending calls are cancelled; calls playing now finish unless `hang_up_live`."""
+    hang_up = bool((args or {}).get("hang_up_live"))
+    return _transition(campaign_id, "cancel",
+                       lambda s, cid: lifecycle.cancel(s, cid, hang_up_live=hang_up)["changed"] == 1)
+
+
+@blp.route("/<string:campaign_id>/calls", methods=["GET"])
+@require_auth
+@blp.arguments(CampaignCallsFilter, location="query")
+@blp.response(200, envelope_schema(CallSchema, "CampaignCallPage"))
+def campaign_calls(args: dict[str, Any], campaign_id: str) -> dict[str, Any]:
+    """The campaign's calls, filtered by status or number."""
+    campaign = own_campaign(campaign_id)
+    query = sa.select(Call).where(Call.campaign_id == campaign.id)
+    if "status" in args:
+        query = query.where(Call.status == args["status"])
+    if "phone_number" in args:
+        try:
+            query = query.where(Call.phone_number == normalize_pk(args["phone_number"]))
+        except InvalidPhoneNumber as exc:
+            raise validation_error("phone_number", f"Not a valid Pakistani phone number ({exc.reason}).") from None
+    items, meta = paginate(db(), query.order_by(Call.created_at, Call.id), args["page"], args["per_page"])
+    return {"data": items, "pagination": meta}
+
+
+def _csv_response(rows: Iterator[list[Any]], filename: str) -> Response:
+    def generate() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        for row in rows:
+            writer.writerow(row)
+            if buf.tell() > 64 * 1024:
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue()
+
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def spreadsheet_safe(value: str) -> str:
+    """Customer text in a CSV must not run as a spreadsheet formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+@blp.route("/<string:campaign_id>/report.csv", methods=["GET"])
+@require_auth
+@blp.response(200, content_type="text/csv", description="One line per number")
+def report(campaign_id: str) -> Response:
+    """Per-number results: final status, attempts, last cause, SIP status, billsec, cost."""
+    campaign = own_campaign(campaign_id)
+    sessions = services().sessions
+
+    def rows() -> Iterator[list[Any]]:
+        yield ["phone_number", "status", "attempts", "last_cause", "sip_status", "billsec", "cost_pkr",
+               "answered_at", "ended_at", "call_id"]
+        with sessions() as session:
+            result = session.execute(
+                sa.select(Call.phone_number, Call.status, Call.attempts_count, Call.last_cause, Call.last_sip_status,
+                          Call.billsec, Call.cost, Call.answered_at, Call.ended_at, Call.id)
+                .where(Call.campaign_id == campaign.id).order_by(Call.created_at, Call.id)
+                .execution_options(yield_per=2000)
+            )
+            for phone, status, attempts, cause, sip, billsec, cost, answered, ended, cid in result:
+                yield [phone, getattr(status, "value", status), attempts, cause or "", sip or "", billsec,
+                       money_str(cost), _iso(answered), _iso(ended), cid]
+
+    return _csv_response(rows(), f"campaign-{campaign.id}-report.csv")
+
+
+@blp.route("/<string:campaign_id>/rejected.csv", methods=["GET"])
+@require_auth
+@blp.response(200, content_type="text/csv", description="Rows the import refused")
+def rejected(campaign_id: str) -> Response:
+    """The CSV rows the import refused, with line numbers and reasons."""
+    campaign = own_campaign(campaign_id)
+    sessions = services().sessions
+
+    def rows() -> Iterator[list[Any]]:
+        yield ["line", "value", "reason"]
+        with sessions() as session:
+            result = session.execute(
+                sa.select(CampaignRejectedRow.line_no, CampaignRejectedRow.raw_value, CampaignRejectedRow.reason)
+                .where(CampaignRejectedRow.campaign_id == campaign.id).order_by(CampaignRejectedRow.line_no)
+                .execution_options(yield_per=2000)
+            )
+            yield from ([line, spreadsheet_safe(value), reason] for line, value, reason in result)
+
+    return _csv_response(rows(), f"campaign-{campaign.id}-rejected.csv")
+
