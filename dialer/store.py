@@ -181,15 +181,14 @@ class Store:
             session.commit()
         return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
 
-    def skip_do_not_call(self, call_id: str) -> bool:
-        """A number put on the do-not-call list after the call was queued is never dialed."""
-        now = utcnow()
+    def _end_unqueued(self, call_id: str, status: CallStatus, cause: str) -> bool:
+        """End a QUEUED call without dialing it, releasing a reservation made for it."""
+        now = self.clock()
         with self.sessions() as session:
             done = session.execute(
                 sa.update(Call)
                 .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
-                .values(status=CallStatus.CANCELLED, last_cause=lifecycle.DO_NOT_CALL, ended_at=now,
-                        next_attempt_at=None, updated_at=now)
+                .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now)
                 .execution_options(synchronize_session=False)
             ).rowcount
             attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
@@ -197,6 +196,10 @@ class Store:
                 ledger.settle(session, attempt_id, ledger.ZERO)
             session.commit()
             return done == 1
+
+    def skip_do_not_call(self, call_id: str) -> bool:
+        """A number put on the do-not-call list after the call was queued is never dialed."""
+        return self._end_unqueued(call_id, CallStatus.CANCELLED, lifecycle.DO_NOT_CALL)
 
     def pause_unpaid_campaign(self, campaign_id: str) -> bool:
         """A campaign whose next attempt cannot be paid pauses until resumed after a top-up."""
@@ -210,20 +213,7 @@ class Store:
 
     def fail_unpaid(self, call_id: str) -> bool:
         """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
-        now = utcnow()
-        with self.sessions() as session:
-            done = session.execute(
-                sa.update(Call)
-                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
-                .values(status=CallStatus.FAILED, last_cause=lifecycle.INSUFFICIENT_BALANCE, ended_at=now,
-                        next_attempt_at=None, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
-            if done and attempt_id:
-                ledger.settle(session, attempt_id, ledger.ZERO)
-            session.commit()
-            return done == 1
+        return self._end_unqueued(call_id, CallStatus.FAILED, lifecycle.INSUFFICIENT_BALANCE)
 
     # -- live states ---------------------------------------------------------------------
     def _advance(self, attempt_id: str, to: CallStatus, field: str, at: datetime) -> bool:
