@@ -85,9 +85,13 @@ def _api_key_principal(token: str) -> Principal:
     if not looks_like_api_key(token):
         raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
     session = db()
-    key = session.execute(
-        sa.select(ApiKey).where(ApiKey.prefix == token[:LOOKUP_PREFIX_LEN])
-    ).scalar_one_or_none()
+    # the key and its account in one round trip: the account is checked right after
+    found = session.execute(
+        sa.select(ApiKey, Account)
+        .join(Account, Account.id == ApiKey.account_id)
+        .where(ApiKey.prefix == token[:LOOKUP_PREFIX_LEN])
+    ).one_or_none()
+    key, g.account = found if found is not None else (None, None)
     if key is None or not api_key_matches(token, key.key_hash):
         raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
     if key.revoked_at is not None:
@@ -107,7 +111,10 @@ def authenticate() -> Principal:
         principal = _api_key_principal(token)
     else:
         principal = _user_principal(str(decode_jwt(token, "access")["sub"]))
-    account = db().get(Account, principal.account_id)
+    # Kept in ``g`` for the whole request: the session's identity map holds objects weakly, so
+    # a later ``get`` of the same account (placing a call) is answered without another SELECT.
+    account = g.get("account") or db().get(Account, principal.account_id)
+    g.account = account
     if account is None or not account.active:
         raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
     g.principal = principal

@@ -35,6 +35,22 @@ class UploadFiles(ma.Schema):
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
+def upload_filename(raw: str | None, field: str) -> str | None:
+    """The base name of an uploaded file, for display only (files are stored by id).
+
+    Browsers send a base name, some a full client path, which is cut to its last part. A name
+    with a ``..`` component, a NUL or another control character only comes from a crafted
+    request and is refused (422 ``INVALID_FILENAME``) before anything is read or written.
+    """
+    if not raw:
+        return None
+    parts = raw.replace("\\", "/").split("/")
+    if ".." in parts or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        message = "The file name must not contain '..' components or control characters."
+        raise ApiError(422, "INVALID_FILENAME", message, {field: [message]})
+    return parts[-1][:255] or None
+
+
 def own_ready_audio(audio_id: str) -> AudioFile:
     """The caller's audio, ready to play; 404 for anything else (other tenants included)."""
     audio = db().get(AudioFile, audio_id)
@@ -52,6 +68,7 @@ def upload(form: dict[str, Any], files: dict[str, Any]) -> AudioFile:
     """Upload a message (WAV, MP3, OGG, FLAC). It is converted to 8 kHz mono 16-bit WAV."""
     settings = services().settings
     storage = files["file"]
+    filename = upload_filename(storage.filename, "file")
     data = storage.stream.read(settings.max_audio_bytes + 1)
     if len(data) > settings.max_audio_bytes:
         raise ApiError(413, "AUDIO_TOO_LARGE",
@@ -62,7 +79,6 @@ def upload(form: dict[str, Any], files: dict[str, Any]) -> AudioFile:
                                    max_seconds=settings.max_audio_seconds)
     except AudioError as exc:
         raise ApiError(exc.http_status, exc.code, exc.message, {"file": [exc.message]}) from None
-    filename = (storage.filename or "").replace("\\", "/").rsplit("/", 1)[-1][:255] or None
     audio_id = new_id()
     services().audio.save(audio_id, converted.wav_bytes)
     audio = AudioFile(

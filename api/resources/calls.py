@@ -10,6 +10,8 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask import request
 from flask_smorest import Blueprint
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api.auth import current, require_auth
 from api.context import db, services
@@ -122,6 +124,8 @@ def place_call(body: dict[str, Any]) -> Any:
                        "This Idempotency-Key was already used with a different request.",
                        {"Idempotency-Key": ["used with a different request body"]}) from None
     if created:
+        # a call that was just written has no attempt yet: answer without loading them
+        set_committed_value(call, "attempts", [])
         enqueue_dial(services().dial_queue, call.id)
         return call, 201
     return call, 200, {"Idempotent-Replayed": "true"}
@@ -133,7 +137,8 @@ def place_call(body: dict[str, Any]) -> Any:
 @blp.response(200, envelope_schema(CallSchema, "CallPage"))
 def list_calls(args: dict[str, Any]) -> dict[str, Any]:
     """The account's calls, newest first, filtered by status, campaign, number and dates."""
-    query = sa.select(Call).where(Call.account_id == current().account_id)
+    # the list shows no attempts: skip the relationship's eager "selectin" load
+    query = sa.select(Call).options(lazyload(Call.attempts)).where(Call.account_id == current().account_id)
     if "status" in args:
         query = query.where(Call.status.in_([s.strip() for s in args["status"].upper().split(",")]))
     if "campaign_id" in args:

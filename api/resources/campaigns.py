@@ -19,7 +19,7 @@ from api.context import db, services
 from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
-from api.resources.audio import own_ready_audio
+from api.resources.audio import own_ready_audio, upload_filename
 from api.schemas import CallSchema, EnumValue, MoneyField
 from billing.rating import money_str
 from campaigns.csv_reader import CsvError, sniff
@@ -158,6 +158,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     except ValueError as exc:
         raise validation_error("window_end", str(exc)) from None
     upload = files["csv_file"]
+    filename = upload_filename(upload.filename, "csv_file") or "upload.csv"
     head = upload.stream.read(SNIFF_BYTES)
     try:
         sniff(head)
@@ -171,7 +172,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         concurrent_limit=form["concurrent_limit"], caller_id=(form.get("caller_id") or "").lstrip("+") or None,
         window_start=window.start.strftime("%H:%M"), window_end=window.end.strftime("%H:%M"),
         start_at=start_at.astimezone(UTC) if start_at else None,
-        csv_filename=(upload.filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1][:255],
+        csv_filename=filename,
         created_at=now, updated_at=now,
     )
     session = db()
