@@ -209,6 +209,8 @@ def _run(conn: Connection, settings: Settings, campaign_id: str, limits: ImportL
     conn.commit()
     if done != 1:
         return _stopped(conn, campaign_id)
+    # the numbers live in SQL now; the upload would only fill the disk
+    path.unlink(missing_ok=True)
     return {"campaign_id": campaign_id, "status": status.value, **counts.as_columns()}
 
 
@@ -384,14 +386,21 @@ _insert_calls = (sa.insert(_calls).prefix_with("IGNORE", dialect="mysql")
                  .prefix_with("IGNORE", dialect="mariadb").prefix_with("OR IGNORE", dialect="sqlite"))
 
 
+_last_ms = 0
+
+
 def _time_ordered_ids(n: int) -> list[str]:
-    """``n`` UUIDs (version 7 layout: 48-bit millisecond time, then random bits) as canonical strings.
+    """``n`` ascending UUIDs (version 7 layout: 48-bit millisecond time, then random bits).
 
     Calls are keyed by a 36-character string; random (version 4) keys scatter a million inserts all
     over the clustered index, which is what makes a big import slow once the table outgrows the
-    buffer pool. Time-ordered keys append at the end of it.
+    buffer pool. Time-ordered keys append at the end of it. Each batch gets a millisecond of its
+    own and its ids are sorted, so ids follow the file's order and the dispatcher, which orders
+    by (next_attempt_at, id), dials a campaign in the order of its CSV.
     """
-    ms = time.time_ns() // 1_000_000
+    global _last_ms
+    ms = max(time.time_ns() // 1_000_000, _last_ms + 1)
+    _last_ms = ms
     rand = os.urandom(10 * n)
     prefix = f"{ms:012x}"
     head = f"{prefix[:8]}-{prefix[8:]}-7"
@@ -403,6 +412,7 @@ def _time_ordered_ids(n: int) -> list[str]:
         b = (r & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
         hb = f"{b:016x}"
         out.append(f"{head}{a:03x}-{hb[:4]}-{hb[4:]}")
+    out.sort()
     return out
 
 

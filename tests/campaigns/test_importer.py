@@ -130,11 +130,15 @@ def test_crashed_import_restarts_from_a_clean_slate(new_campaign: Any, sessions:
                                                      engine: Any) -> None:
     campaign_id, _ = new_campaign(MIXED)
     import_campaign(campaign_id, settings=settings, engine=engine)
-    # as if the worker had died before the last statement: calls and rejected rows exist, still IMPORTING
+    # a finished import removes its upload
+    assert not upload_path(settings, campaign_id).exists()
+    # as if the worker had died before the last statement: calls and rejected rows exist, still
+    # IMPORTING, and the upload is still there
     with sessions() as session:
         session.execute(sa.update(Campaign).where(Campaign.id == campaign_id)
                         .values(status=CampaignStatus.IMPORTING, rows_total=0))
         session.commit()
+    upload_path(settings, campaign_id).write_bytes(MIXED)
 
     result = import_campaign(campaign_id, settings=settings, engine=engine)
 
