@@ -6,6 +6,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from core import redis_conn
 from core.db import make_engine, make_session_factory
 from core.settings import Settings
@@ -32,16 +34,32 @@ class Dialer:
         jobs.bind(None)
 
 
+def _count_statements(engine_db: sa.engine.Engine) -> list[int]:
+    """Count every statement sent to the database (``ZC_COUNT_SQL=1``, for benchmarks):
+    the heartbeat then carries ``sql_statements``."""
+    counter = [0]
+
+    @sa.event.listens_for(engine_db, "before_cursor_execute")
+    def _count(*_args: object) -> None:
+        counter[0] += 1
+
+    return counter
+
+
 def build(settings: Settings) -> Dialer:
     event_workers = 1 if settings.is_sqlite else 8
+    dial_concurrency = 1 if settings.is_sqlite else 8
     # the pool covers every greenlet that can hold a session at once
-    engine_db = make_engine(settings.database_url, pool_size=event_workers + 4)
+    engine_db = make_engine(settings.database_url, pool_size=event_workers + dial_concurrency + 4)
     sessions = make_session_factory(engine_db)
+    sql_statements = _count_statements(engine_db) if os.environ.get("ZC_COUNT_SQL") == "1" else None
     redis_client = redis_conn.connect(settings)
     # RQ's blocking pop needs a connection without a short read timeout
     rq_redis = redis_conn.connect(settings, timeout=None)
     engine = Engine(settings, Store(sessions, settings.dialer_node), Caps(redis_client, settings.cap_lease_seconds),
-                    redis_client, event_workers=event_workers)
+                    redis_client, event_workers=event_workers, dial_concurrency=dial_concurrency)
+    if sql_statements is not None:
+        engine.extra_state = lambda: {"sql_statements": sql_statements[0]}
     consumer = RqConsumer(rq_redis, settings.dialer_queue,
                           name=f"dialer-{settings.dialer_node}-{socket.gethostname()}-{os.getpid()}")
     return Dialer(engine, consumer)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +49,11 @@ class DueCall:
     account_limit: int
     campaign_limit: int | None
     do_not_call: bool = False
+    # as read by ``due_calls`` (None: ``claim`` reads them itself)
+    attempts_count: int | None = None
+    next_attempt_id: str | None = None
+    rate_per_minute: Decimal | None = None
+    pulse_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,28 @@ class LiveAttempt:
     audio_ms: int
 
 
+def _finish_read() -> sa.Select[Any]:
+    """What ``finish`` reads, in one statement: the attempt, its call, account, campaign and
+    ledger entries. Built once (a bound parameter for the attempt id), so SQLAlchemy
+    neither rebuilds it nor recomputes its cache key per hangup."""
+    a, c, acc, camp = CallAttempt.__table__.c, Call.__table__.c, Account.__table__.c, Campaign.__table__.c
+    return (
+        sa.select(a.call_id, a.account_id, a.attempt_no, a.answered_at, a.ended_at,
+                  c.max_retries, c.retry_delay_seconds, c.cancel_requested_at, c.billsec, c.cost,
+                  c.campaign_id, acc.rate_per_minute, acc.pulse_seconds,
+                  camp.status, camp.window_start, camp.window_end, camp.timezone,
+                  *ledger.held_columns(a.id))
+        .select_from(CallAttempt.__table__
+                     .join(Call.__table__, c.id == a.call_id)
+                     .join(Account.__table__, acc.id == a.account_id)
+                     .outerjoin(Campaign.__table__, camp.id == c.campaign_id))
+        .where(a.id == sa.bindparam("attempt_id"))
+    )
+
+
+_FINISH_READ = _finish_read()
+
+
 class Store:
     def __init__(self, sessions: sessionmaker[Session], node: str,
                  clock: Callable[[], datetime] = utcnow) -> None:
@@ -110,7 +138,7 @@ class Store:
         """Calls to dial now: single calls, then each RUNNING campaign inside its calling
         window. One indexed range query per source (campaign_id, status, next_attempt_at),
         so the cost stays flat however many calls are pending."""
-        now = now or utcnow()
+        now = now or self.clock()
         listed = sa.exists().where(DncNumber.account_id == Call.account_id,
                                    DncNumber.phone_number == Call.phone_number)
         base = (
@@ -120,11 +148,12 @@ class Store:
             .join(AudioFile, AudioFile.id == Call.audio_id)
             .where(Call.status == CallStatus.QUEUED, Call.next_attempt_at <= now,
                    Call.cancel_requested_at.is_(None), Account.active.is_(True))
-            .order_by(Call.next_attempt_at)
+            .order_by(Call.next_attempt_at, Call.id)
         )
+        extra = (Call.attempts_count, Call.next_attempt_id, Account.rate_per_minute, Account.pulse_seconds)
         due: list[DueCall] = []
         with self.sessions() as session:
-            singles = base.add_columns(sa.null(), listed).where(Call.campaign_id.is_(None)).limit(limit)
+            singles = base.add_columns(sa.null(), listed, *extra).where(Call.campaign_id.is_(None)).limit(limit)
             due += [DueCall(*row) for row in session.execute(singles)]
             campaigns = session.execute(
                 sa.select(Campaign.id, Campaign.concurrent_limit, Campaign.window_start, Campaign.window_end,
@@ -135,7 +164,7 @@ class Store:
             for campaign_id, concurrent, start, end, tz in campaigns:
                 if not Window.of(start, end, tz).contains(now):
                     continue
-                query = (base.add_columns(sa.literal(concurrent), listed)
+                query = (base.add_columns(sa.literal(concurrent), listed, *extra)
                          .where(Call.campaign_id == campaign_id).limit(min(limit, concurrent * 2)))
                 due += [DueCall(*row) for row in session.execute(query)]
         return due
@@ -144,58 +173,57 @@ class Store:
     def claim(self, due: DueCall) -> Claimed | None:
         """QUEUED -> DIALING plus the attempt row and its reservation; None if another
         dialer claimed it first, or the call is no longer due. Raises
-        ``ledger.InsufficientBalance`` (nothing written) when the attempt cannot be paid."""
+        ``ledger.InsufficientBalance`` (nothing written) when the attempt cannot be paid.
+
+        Plain SQL on the session's connection: the conditional UPDATE of the call (on the
+        attempt count ``due_calls`` read), the attempt row with its reservation amount, and
+        the ledger's hold."""
         now = utcnow()
+        calls, attempts = Call.__table__, CallAttempt.__table__
         with self.sessions() as session:
-            row = session.execute(
-                sa.select(Call.next_attempt_id, Call.attempts_count).where(Call.id == due.call_id)
-            ).one_or_none()
-            if row is None:
-                return None
-            attempt_id = row.next_attempt_id or new_id()
-            attempt_no = row.attempts_count + 1
-            claimed = session.execute(
-                sa.update(Call)
-                .where(Call.id == due.call_id, Call.status == CallStatus.QUEUED,
-                       Call.attempts_count == row.attempts_count, Call.cancel_requested_at.is_(None))
+            conn = session.connection()
+            if due.attempts_count is None or due.rate_per_minute is None or due.pulse_seconds is None:
+                row = conn.execute(
+                    sa.select(calls.c.next_attempt_id, calls.c.attempts_count, Account.rate_per_minute,
+                              Account.pulse_seconds)
+                    .join(Account.__table__, Account.id == calls.c.account_id).where(calls.c.id == due.call_id)
+                ).one_or_none()
+                if row is None:
+                    return None
+                next_attempt_id, attempts_count, rate, pulse = row
+            else:
+                next_attempt_id, attempts_count = due.next_attempt_id, due.attempts_count
+                rate, pulse = due.rate_per_minute, due.pulse_seconds
+            attempt_id = next_attempt_id or new_id()
+            attempt_no = attempts_count + 1
+            claimed = conn.execute(
+                sa.update(calls)
+                .where(calls.c.id == due.call_id, calls.c.status == CallStatus.QUEUED,
+                       calls.c.attempts_count == attempts_count, calls.c.cancel_requested_at.is_(None))
                 .values(status=CallStatus.DIALING, attempts_count=attempt_no, live_attempt_id=attempt_id,
                         next_attempt_id=None, next_attempt_at=None, updated_at=now)
-                .execution_options(synchronize_session=False)
             ).rowcount
             if claimed != 1:
                 session.rollback()
                 return None
-            session.add(CallAttempt(id=attempt_id, call_id=due.call_id, account_id=due.account_id,
-                                    attempt_no=attempt_no, node=self.node, status=CallStatus.DIALING,
-                                    dialed_number=due.phone_number, started_at=now))
-            account = session.get(Account, due.account_id)
-            assert account is not None
-            amount = reservation_for(due.audio_ms, account.rate_per_minute, account.pulse_seconds)
+            amount = reservation_for(due.audio_ms, rate, pulse)
+            # the account row is locked (by the reservation's UPDATE) before the attempt row
+            # is inserted: the insert's foreign-key check would otherwise share-lock it first,
+            # and two claims upgrading their shared locks deadlock
             try:
-                ledger.reserve(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
+                if next_attempt_id is None:
+                    ledger.reserve_new(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
+                else:  # reserved when the call was placed (or by an earlier try of this claim)
+                    ledger.reserve(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
             except ledger.InsufficientBalance:
                 session.rollback()
                 raise
-            session.execute(sa.update(CallAttempt).where(CallAttempt.id == attempt_id)
-                            .values(reserved_amount=amount))
+            conn.execute(sa.insert(attempts).values(
+                id=attempt_id, call_id=due.call_id, account_id=due.account_id, attempt_no=attempt_no,
+                node=self.node, status=CallStatus.DIALING, dialed_number=due.phone_number, started_at=now,
+                reserved_amount=amount))
             session.commit()
         return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
-
-    def _end_unqueued(self, call_id: str, status: CallStatus, cause: str) -> bool:
-        """End a QUEUED call without dialing it, releasing a reservation made for it."""
-        now = self.clock()
-        with self.sessions() as session:
-            done = session.execute(
-                sa.update(Call)
-                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
-                .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
-            if done and attempt_id:
-                ledger.settle(session, attempt_id, ledger.ZERO)
-            session.commit()
-            return done == 1
 
     def skip_do_not_call(self, call_id: str) -> bool:
         """A number put on the do-not-call list after the call was queued is never dialed."""
@@ -215,22 +243,45 @@ class Store:
         """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
         return self._end_unqueued(call_id, CallStatus.FAILED, lifecycle.INSUFFICIENT_BALANCE)
 
+    def _end_unqueued(self, call_id: str, status: CallStatus, cause: str) -> bool:
+        """End a QUEUED call without dialing it; a reservation made for its next attempt
+        (when the call was placed) is released."""
+        now = self.clock()
+        with self.sessions() as session:
+            done = session.execute(
+                sa.update(Call)
+                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
+                .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
+            if done and attempt_id:
+                ledger.settle(session, attempt_id, ledger.ZERO)
+            session.commit()
+            return done == 1
+
     # -- live states ---------------------------------------------------------------------
     def _advance(self, attempt_id: str, to: CallStatus, field: str, at: datetime) -> bool:
+        attempts, calls = CallAttempt.__table__, Call.__table__
         with self.sessions() as session:
-            attempt = session.get(CallAttempt, attempt_id)
-            if attempt is None or attempt.ended_at is not None:
+            conn = session.connection()
+            row = conn.execute(
+                sa.select(attempts.c.status, attempts.c.call_id, attempts.c[field])
+                .where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
+            ).one_or_none()
+            if row is None:
                 return False
-            new_status = lifecycle.advance(attempt.status, to)
-            if new_status == attempt.status and getattr(attempt, field) is not None:
+            status, call_id, seen = CallStatus(row[0]), row[1], row[2]
+            new_status = lifecycle.advance(status, to)
+            if new_status == status and seen is not None:
                 return False
-            session.execute(
-                sa.update(CallAttempt).where(CallAttempt.id == attempt_id, CallAttempt.ended_at.is_(None))
-                .values({"status": new_status, field: getattr(attempt, field) or at})
+            conn.execute(
+                sa.update(attempts).where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
+                .values({"status": new_status, field: seen or at})
             )
-            session.execute(
-                sa.update(Call).where(Call.id == attempt.call_id, Call.live_attempt_id == attempt_id,
-                                      Call.status.in_(LIVE))
+            conn.execute(
+                sa.update(calls).where(calls.c.id == call_id, calls.c.live_attempt_id == attempt_id,
+                                       calls.c.status.in_(LIVE))
                 .values(status=new_status, updated_at=utcnow(),
                         **({"answered_at": at} if to is CallStatus.ANSWERED else {}))
             )
@@ -245,63 +296,71 @@ class Store:
 
     # -- the end of an attempt --------------------------------------------------------------
     def finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
-        """Finalise an attempt once; None when it is unknown or already final."""
+        """Finalise an attempt once; None when it is unknown or already final.
+
+        One SELECT reads the attempt, its call, account, campaign and ledger entries; the
+        conditional UPDATE of the attempt (``WHERE ended_at IS NULL``) makes it happen once;
+        then the settlement and the call's new state."""
         now = self.clock()
+        a, c = CallAttempt.__table__.c, Call.__table__.c
         with self.sessions() as session:
-            attempt = session.get(CallAttempt, attempt_id)
-            if attempt is None or attempt.ended_at is not None:
+            conn = session.connection()
+            row = conn.execute(_FINISH_READ, {"attempt_id": attempt_id}).one_or_none()
+            if row is None or row.ended_at is not None:
                 return None
-            call = session.get(Call, attempt.call_id)
-            account = session.get(Account, attempt.account_id)
-            assert call is not None and account is not None
-            answered = facts.answered or attempt.answered_at is not None or facts.billsec > 0
+            (call_id, account_id, attempt_no, attempt_answered_at, _, max_retries, retry_delay, cancel_requested_at,
+             call_billsec, call_cost_so_far, campaign_id, rate, pulse, campaign_status, window_start, window_end,
+             timezone, reserve_hold, release_id, charge_amount) = row
+            held = ledger.held_of(reserve_hold, release_id, charge_amount)
+            answered = facts.answered or attempt_answered_at is not None or facts.billsec > 0
             billsec = facts.billsec if answered else 0
-            cost = call_cost(billsec, account.rate_per_minute, account.pulse_seconds) if answered else Decimal("0")
+            cost = call_cost(billsec, rate, pulse) if answered else Decimal("0")
+            charged = (ledger.ZERO if held.hold is None else held.charged if held.released
+                       else min(cost, held.hold))
             ended_at = facts.ended_at or now
-            done = session.execute(
-                sa.update(CallAttempt)
-                .where(CallAttempt.id == attempt_id, CallAttempt.ended_at.is_(None))
+            done = conn.execute(
+                sa.update(CallAttempt.__table__)
+                .where(a.id == attempt_id, a.ended_at.is_(None))
                 .values(ended_at=ended_at, hangup_cause=facts.cause, q850_cause=facts.q850,
                         sip_status=facts.sip_status, billsec=billsec, duration=facts.duration,
-                        played_ms=facts.played_ms,
-                        answered_at=attempt.answered_at or (facts.answered_at if answered else None),
+                        played_ms=facts.played_ms, cost=charged,
+                        answered_at=attempt_answered_at or (facts.answered_at if answered else None),
                         status=CallStatus.COMPLETED if answered else
                         lifecycle.outcome_for(facts.cause, answered=False).status)
             ).rowcount
             if done != 1:
                 session.rollback()
                 return None
-            charged = ledger.settle(session, attempt_id, cost)
-            session.execute(sa.update(CallAttempt).where(CallAttempt.id == attempt_id).values(cost=charged))
+            charged = ledger.settle_held(session, held, cost, account_id=account_id, call_id=call_id,
+                                         attempt_id=attempt_id)
             outcome = lifecycle.outcome_for(facts.cause, answered=answered)
-            campaign = session.get(Campaign, call.campaign_id) if call.campaign_id else None
+            campaign_status = CampaignStatus(campaign_status) if campaign_status is not None else None
             nxt = lifecycle.after_attempt(
-                outcome, attempts_made=attempt.attempt_no,
+                outcome, attempts_made=attempt_no,
                 # a cancelled campaign retries nothing
-                max_retries=0 if campaign is not None and campaign.status is CampaignStatus.CANCELLED
-                else call.max_retries,
-                retry_delay=timedelta(seconds=call.retry_delay_seconds), now=now,
-                cancel_requested=call.cancel_requested_at is not None,
+                max_retries=0 if campaign_status is CampaignStatus.CANCELLED else max_retries,
+                retry_delay=timedelta(seconds=retry_delay), now=now,
+                cancel_requested=cancel_requested_at is not None,
             )
-            if campaign is not None and nxt.next_attempt_at is not None:
+            if campaign_id is not None and nxt.next_attempt_at is not None:
                 # retries of a campaign are scheduled inside its calling window
-                window = Window.of(campaign.window_start, campaign.window_end, campaign.timezone)
+                window = Window.of(window_start, window_end, timezone)
                 nxt = lifecycle.Next(nxt.status, window.next_open(nxt.next_attempt_at))
             values: dict[str, object] = {
                 "status": nxt.status, "live_attempt_id": None, "next_attempt_at": nxt.next_attempt_at,
                 "last_cause": facts.cause,
-                "last_sip_status": facts.sip_status, "billsec": call.billsec + billsec,
-                "cost": call.cost + charged, "updated_at": now,
+                "last_sip_status": facts.sip_status, "billsec": call_billsec + billsec,
+                "cost": call_cost_so_far + charged, "updated_at": now,
             }
             if answered:
-                values["answered_at"] = attempt.answered_at or facts.answered_at or ended_at
+                values["answered_at"] = attempt_answered_at or facts.answered_at or ended_at
             if nxt.final:
                 values["ended_at"] = ended_at
-            session.execute(
-                sa.update(Call).where(Call.id == call.id, Call.live_attempt_id == attempt_id).values(values)
+            conn.execute(
+                sa.update(Call.__table__).where(c.id == call_id, c.live_attempt_id == attempt_id).values(values)
             )
             session.commit()
-            return Finished(call_id=call.id, attempt_id=attempt_id, status=nxt.status, cause=facts.cause,
+            return Finished(call_id=call_id, attempt_id=attempt_id, status=nxt.status, cause=facts.cause,
                             charged=charged, next_attempt_at=nxt.next_attempt_at)
 
     # -- reconciliation ----------------------------------------------------------------------

@@ -33,10 +33,12 @@ def test_node_cap_holds_across_two_dialers(stack: Stack, make_tenant: Any, uploa
 
 
 def test_account_cap_holds_across_two_dialers(stack: Stack, make_tenant: Any, upload: Any) -> None:
-    limit = 2
+    # each node can carry 2 channels, the account 3: reaching 3 at once needs both dialers,
+    # and the total never passing 3 (with room for 4) is the account cap holding across them
+    limit = 3
     sim = stack.simulator()
-    stack.dialer(sim, node=f"{stack.node}-a")
-    stack.dialer(sim, node=f"{stack.node}-b")
+    stack.dialer(sim, node=f"{stack.node}-a", NODE_MAX_CHANNELS=2)
+    stack.dialer(sim, node=f"{stack.node}-b", NODE_MAX_CHANNELS=2)
     tenant = stack.tenant(make_tenant)
     with stack.sql.begin() as conn:
         conn.execute(sa.update(Account).where(Account.id == tenant.account_id)

@@ -1,0 +1,560 @@
+"""Dialer throughput against the FreeSWITCH simulator, on MariaDB and Redis.
+
+Usage: ``python bench/dialer.py [--calls 20000] [--long-calls 6000]
+[--db-server mysql+pymysql://root@127.0.0.1:3306] [--redis-url redis://127.0.0.1:6379/13]``
+
+Creates a throw-away database ``zc_bench_<random>`` (migrated, dropped at the end), flushes its own
+Redis db, and seeds an account with a large balance and high caps, a converted 8 kHz WAV message and
+campaigns of queued calls (bulk-inserted into SQL, RUNNING inside a wide calling window). Then, in
+one run:
+
+1. **bare loop**: a plain greenswitch ``InboundESL`` (an events and a commands connection, like the
+   adapter) originates ``--calls`` calls against the simulator in load mode and waits for every
+   CHANNEL_HANGUP_COMPLETE; no database, no Redis. The physical limit of this stack.
+2. **dialer, short calls**: ``python -m dialer`` dials a campaign of ``--calls`` numbers against the
+   same simulator (answer 60 % talk 1-3 s, busy 30 %, no answer 10 % ring 1-2 s, real time) until
+   every call is final.
+3. **dialer, long calls**: a fresh simulator (every call answered, talk ``--long-talk`` s, no channel
+   limit) and dialer, a campaign of ``--long-calls`` numbers: how many calls one dialer holds at once.
+
+Figures: sustained originates/s (the middle 80 % of originates, from attempt start times / the bare
+loop's send times), peak concurrent channels (the simulator's ``max_concurrent``), CPU ms per
+completed call (psutil user+sys of the process), SQL statements per call (the dialer counts them
+with ``ZC_COUNT_SQL=1`` and publishes the count in its heartbeat), peak RSS, and memory flatness
+(mean RSS of the last quarter of the run against the first quarter). Each target gets PASS/FAIL:
+>= 200 calls/s, >= 5000 concurrent calls in one dialer, >= 50 % of the bare loop's rate, memory
+flat (last quarter within 10 % of the first). The books are checked too: every call final with
+one attempt, balance == sum of the ledger, nothing left reserved.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and "--bare-loop" in sys.argv:
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import secrets  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+import wave  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime, timedelta  # noqa: E402
+from decimal import Decimal  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIM_PASSWORD = "ClueCon"
+TARGET_CPS = 200.0
+TARGET_CONCURRENT = 5000
+TARGET_RATIO = 0.5
+TARGET_FLAT = 0.10
+TZ = "Asia/Karachi"
+
+
+# --------------------------------------------------------------------------- the bare loop
+
+
+def bare_loop(port: int, calls: int, audio_path: str, timeout_s: int) -> dict[str, Any]:
+    """Originate ``calls`` calls with plain greenswitch and wait for every hangup (runs in its own
+    gevent process; prints one JSON line)."""
+    import gevent
+    import gevent.event
+    import psutil
+    from greenswitch import InboundESL
+
+    proc = psutil.Process()
+    cpu0 = proc.cpu_times()
+    rss_peak = proc.memory_info().rss
+    done = gevent.event.Event()
+    hungup: set[str] = set()
+    wanted: set[str] = set()
+
+    def on_hangup(event: Any) -> None:
+        uid = event.headers.get("Unique-ID", "")
+        if uid in wanted and uid not in hungup:
+            hungup.add(uid)
+            if len(hungup) == calls:
+                done.set()
+
+    events = InboundESL("127.0.0.1", port, SIM_PASSWORD)
+    events.connect()
+    events.register_handle("CHANNEL_HANGUP_COMPLETE", on_hangup)
+    events.send("event plain CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB")
+    commands = InboundESL("127.0.0.1", port, SIM_PASSWORD)
+    commands.connect()
+
+    sent_at: list[float] = []
+    started = time.monotonic()
+    for i in range(calls):
+        uid = str(uuid.uuid4())
+        wanted.add(uid)
+        number = f"92300{i:07d}"
+        commands.send(
+            f"bgapi originate {{origination_uuid={uid},zc_call_id={uid},origination_caller_id_number=4200000000,"
+            f"originate_timeout={timeout_s},ignore_early_media=true}}sofia/gateway/carrier/{number} "
+            f"&playback({audio_path})\nJob-UUID: {uid}")
+        sent_at.append(time.monotonic())
+        if i % 500 == 0:
+            rss_peak = max(rss_peak, proc.memory_info().rss)
+    while not done.wait(0.5):
+        rss_peak = max(rss_peak, proc.memory_info().rss)
+        if time.monotonic() - started > 600:
+            break
+    ended = time.monotonic()
+    cpu1 = proc.cpu_times()
+    rss_peak = max(rss_peak, proc.memory_info().rss)
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {"originates": calls, "completed": len(hungup), "rate": sustained_rate(sent_at),
+            "wall": ended - started, "cpu_ms_per_call": 1000 * cpu_s / max(1, len(hungup)),
+            "rss_peak_mb": rss_peak / 2**20}
+
+
+def sustained_rate(times: list[float]) -> float:
+    """Originates per second over the middle 80 % of the originates."""
+    if len(times) < 10:
+        return 0.0
+    times = sorted(times)
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
+    span = times[hi] - times[lo]
+    return (hi - lo) / span if span > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def esl_api(port: int, command: str, timeout: float = 30.0) -> str:
+    """One ``api`` command on a fresh ESL connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        stream = sock.makefile("rb")
+
+        def message() -> tuple[dict[str, str], bytes]:
+            headers: dict[str, str] = {}
+            while True:
+                line = stream.readline()
+                if not line:
+                    raise ConnectionError("ESL connection closed")
+                line = line.rstrip(b"\n")
+                if not line:
+                    if headers:
+                        break
+                    continue
+                key, _, value = line.decode().partition(": ")
+                headers[key] = value
+            length = int(headers.get("Content-Length", "0"))
+            return headers, stream.read(length) if length else b""
+
+        message()
+        sock.sendall(f"auth {SIM_PASSWORD}\n\n".encode())
+        message()
+        sock.sendall(f"api {command}\n\n".encode())
+        while True:
+            headers, body = message()
+            if headers.get("Content-Type") == "api/response":
+                return body.decode()
+
+
+class Simulator:
+    def __init__(self, log_dir: Path, *args: str) -> None:
+        self.log = open(log_dir / f"sim-{secrets.token_hex(3)}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", "0",
+             "--password", SIM_PASSWORD, "--time-scale", "1", "--heartbeat", "0", "--mode", "load",
+             "--max-channels", "0", "--seed", "7", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING 127.0.0.1:"):
+            self.stop()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.port = int(line.strip().rsplit(":", 1)[1])
+
+    def stats(self) -> dict[str, Any]:
+        data = json.loads(esl_api(self.port, "sim_stats"))
+        return {k: v for k, v in data.items() if k != "calls"}
+
+    def reset(self) -> None:
+        esl_api(self.port, "sim_reset_stats")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+@dataclass
+class Sampler:
+    """CPU and RSS of one process, sampled while a phase runs."""
+
+    pid: int
+    rss: list[float] = field(default_factory=list)
+    cpu0: float = 0.0
+
+    def __post_init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process(self.pid)
+        self.cpu0 = self.cpu()
+
+    def cpu(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system
+
+    def sample(self) -> None:
+        self.rss.append(self.proc.memory_info().rss / 2**20)
+
+    def flatness(self) -> tuple[float, float]:
+        """(mean RSS of the first quarter, of the last quarter) in MB."""
+        q = max(1, len(self.rss) // 4)
+        first, last = self.rss[:q], self.rss[-q:]
+        return sum(first) / len(first), sum(last) / len(last)
+
+
+# --------------------------------------------------------------------------- SQL fixtures
+
+
+def wide_window() -> tuple[str, str]:
+    """A calling window open for hours around now (Asia/Karachi)."""
+    now = datetime.now(ZoneInfo(TZ))
+    return (now - timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=4)).strftime("%H:%M")
+
+
+def add_audio(engine: Any, account_id: str, audio_dir: Path, seconds: int) -> str:
+    """An audio row and its converted file (8 kHz mono 16-bit PCM): the simulator plays it, so a
+    call lasts at most the message."""
+    import sqlalchemy as sa
+
+    from core.db import utcnow
+    from core.models import AudioFile
+
+    audio_id = str(uuid.uuid4())
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    path = audio_dir / f"{audio_id}.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 8000 * seconds)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(AudioFile.__table__).values(
+            id=audio_id, account_id=account_id, name="message", status="READY", source_format="wav",
+            duration_ms=seconds * 1000, size_bytes=path.stat().st_size, sha256="0" * 64, created_at=utcnow()))
+    return audio_id
+
+
+def seed(engine: Any, audio_dir: Path) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    from core.db import utcnow
+    from core.models import Account, LedgerEntry
+    from core.states import LedgerKind
+
+    account_id = str(uuid.uuid4())
+    balance = Decimal("100000000")
+    with engine.begin() as conn:
+        conn.execute(sa.insert(Account.__table__).values(
+            id=account_id, name="bench", active=True, balance=balance, reserved=Decimal("0"), currency="PKR",
+            rate_per_minute=Decimal("2.5"), pulse_seconds=30, max_concurrent_calls=100_000, created_at=utcnow()))
+        conn.execute(sa.insert(LedgerEntry.__table__).values(
+            account_id=account_id, kind=LedgerKind.TOPUP, amount=balance, hold=Decimal("0"),
+            balance_after=balance, reserved_after=Decimal("0"), description="bench top-up", created_at=utcnow()))
+    return account_id, add_audio(engine, account_id, audio_dir, 3)
+
+
+def add_campaign(engine: Any, account_id: str, audio_id: str, calls: int, prefix: str) -> str:
+    """A PAUSED campaign of ``calls`` queued numbers (bulk insert); started by ``run_campaign``."""
+    import sqlalchemy as sa
+
+    from core.db import utcnow
+    from core.models import Call, Campaign
+    from core.states import CallStatus, CampaignStatus
+
+    campaign_id = str(uuid.uuid4())
+    start, end = wide_window()
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(Campaign.__table__).values(
+            id=campaign_id, account_id=account_id, name=f"bench {prefix}", audio_id=audio_id,
+            status=CampaignStatus.PAUSED, max_retries=0, retry_delay_seconds=300, concurrent_limit=100_000,
+            window_start=start, window_end=end, timezone=TZ, csv_bytes=0, rows_total=calls, rows_accepted=calls,
+            rows_duplicate=0, rows_dnc=0, rows_invalid=0, imported_at=now, created_at=now, updated_at=now))
+        base = {"account_id": account_id, "campaign_id": campaign_id, "audio_id": audio_id, "caller_id": None,
+                "status": CallStatus.QUEUED, "max_retries": 0, "retry_delay_seconds": 300, "attempts_count": 0,
+                "next_attempt_at": now, "billsec": 0, "cost": Decimal("0"), "created_at": now, "updated_at": now}
+        for i in range(0, calls, 5000):
+            conn.execute(sa.insert(Call.__table__), [
+                {**base, "id": str(uuid.uuid4()), "phone_number": f"+92{prefix}{n:07d}"}
+                for n in range(i, min(calls, i + 5000))])
+    return campaign_id
+
+
+# --------------------------------------------------------------------------- a dialer phase
+
+
+def heartbeat(rds: Any, node: str, pid: int) -> dict[str, Any] | None:
+    raw = rds.get(f"zc:dialer:{node}:{pid}")
+    return json.loads(raw) if raw else None
+
+
+def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, tmp: Path, sim: Simulator,
+                     campaign_id: str, calls: int, name: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from core.models import Call, CallAttempt, Campaign
+    from core.states import CallStatus, CampaignStatus
+
+    node = f"bench-{name}"
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "VAR_DIR": str(tmp),
+           "AUDIO_DIR": str(tmp / "audio"), "FS_AUDIO_DIR": str(tmp / "audio"), "DIALER_QUEUE": f"bench-{name}",
+           "FS_HOST": "127.0.0.1", "FS_PORT": str(sim.port), "FS_PASSWORD": SIM_PASSWORD,
+           "FS_ORIGINATE_TIMEOUT": str(args.no_answer_seconds), "FS_COMMAND_TIMEOUT": "10",
+           "DIALER_SWEEP_SECONDS": "0.5",
+           "DIALER_NODE": node, "GATEWAY_CPS": str(args.gateway_cps), "CAP_LEASE_SECONDS": "120",
+           "NODE_MAX_CHANNELS": str(args.max_channels), "ZC_COUNT_SQL": "1"}
+    log_path = tmp / f"dialer-{name}.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dialer"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        beat = None
+        while not (beat and beat.get("esl_connected")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dialer did not get ready:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+            beat = heartbeat(rds, node, proc.pid)
+        sampler = Sampler(proc.pid)
+        sql0 = beat.get("sql_statements", 0)
+        sim.reset()
+        if args.py_spy and name == args.py_spy:
+            spy = subprocess.Popen(["py-spy", "record", "-o", str(Path(args.py_spy_out).resolve()), "--pid",
+                                    str(proc.pid), "--rate", "50", "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            spy = None
+        with engine.begin() as conn:
+            conn.execute(sa.update(Campaign.__table__).where(Campaign.id == campaign_id)
+                         .values(status=CampaignStatus.RUNNING))
+        started = time.monotonic()
+        final = [s.value for s in CallStatus if s.is_final]
+        open_calls = calls
+        peak_in_flight = 0
+        last_print = started
+        while open_calls:
+            time.sleep(0.5)
+            sampler.sample()
+            beat = heartbeat(rds, node, proc.pid) or beat
+            peak_in_flight = max(peak_in_flight, beat.get("in_flight", 0))
+            with engine.connect() as conn:
+                open_calls = conn.execute(sa.select(sa.func.count()).select_from(Call.__table__).where(
+                    Call.campaign_id == campaign_id, Call.status.not_in(final))).scalar_one()
+            now = time.monotonic()
+            if now - last_print >= 10:
+                last_print = now
+                print(f"  [{name}] {now - started:5.0f}s  open {open_calls:6d}  in flight {beat.get('in_flight')}"
+                      f"  originates/s {beat.get('originates_per_second')}", flush=True)
+            if proc.poll() is not None:
+                raise RuntimeError(f"dialer exited:\n{log_path.read_text()[-3000:]}")
+            if now - started > args.phase_timeout:
+                print(f"  [{name}] timed out with {open_calls} calls open", flush=True)
+                break
+        wall = time.monotonic() - started
+        cpu_s = sampler.cpu() - sampler.cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        time.sleep(1.3)  # one more heartbeat with the final statement count
+        beat = heartbeat(rds, node, proc.pid) or beat
+        sql = beat.get("sql_statements", 0) - sql0
+        sim_stats = sim.stats()
+        with engine.connect() as conn:
+            starts = [r[0].timestamp() for r in conn.execute(
+                sa.select(CallAttempt.started_at).join(Call, Call.id == CallAttempt.call_id)
+                .where(Call.campaign_id == campaign_id))]
+            done = calls - open_calls
+        first, last = sampler.flatness()
+        return {"originates": len(starts), "completed": done, "rate": sustained_rate(starts), "wall": wall,
+                "cpu_ms_per_call": 1000 * cpu_s / max(1, done), "sql_per_call": sql / max(1, done),
+                "rss_peak_mb": max(sampler.rss or [0]), "rss_first_mb": first, "rss_last_mb": last,
+                "max_concurrent": sim_stats["max_concurrent"], "peak_in_flight": peak_in_flight}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def check_books(engine: Any, account_id: str) -> tuple[bool, str]:
+    """Every call final with exactly one attempt; balance == ledger; nothing reserved."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from billing import ledger
+    from core.models import Account, Call, CallAttempt
+    from core.states import CallStatus
+
+    final = [s.value for s in CallStatus if s.is_final]
+    with Session(engine) as session:
+        totals = ledger.ledger_totals(session, account_id)
+        acc = session.execute(sa.select(Account.balance, Account.reserved).where(Account.id == account_id)).one()
+        calls = session.execute(sa.select(sa.func.count()).select_from(Call)).scalar_one()
+        open_ = session.execute(sa.select(sa.func.count()).select_from(Call)
+                                .where(Call.status.not_in(final))).scalar_one()
+        attempts = session.execute(sa.select(sa.func.count()).select_from(CallAttempt)).scalar_one()
+    ok = (acc.balance == totals.balance and acc.reserved == totals.reserved == 0 and open_ == 0
+          and attempts == calls)
+    return ok, (f"{calls} calls, {open_} open, {attempts} attempts; balance {acc.balance} ledger {totals.balance}; "
+                f"reserved {acc.reserved}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=20_000, help="numbers of the short-call phase and bare loop")
+    parser.add_argument("--long-calls", type=int, default=6000, help="numbers of the long-call phase (0: skip)")
+    parser.add_argument("--long-talk", default="40-50", help="talk seconds of the long-call phase")
+    parser.add_argument("--db-server", default="mysql+pymysql://root@127.0.0.1:3306")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db of its own (flushed)")
+    parser.add_argument("--max-channels", type=int, default=6000, help="NODE_MAX_CHANNELS of the dialer")
+    parser.add_argument("--gateway-cps", type=float, default=5000.0, help="GATEWAY_CPS of the dialer")
+    parser.add_argument("--no-answer-seconds", type=int, default=2,
+                        help="originate timeout: how long unanswered calls ring (dialer and bare loop)")
+    parser.add_argument("--phase-timeout", type=float, default=400.0)
+    parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--py-spy", choices=["short", "long"], help="record a py-spy profile of that phase")
+    parser.add_argument("--py-spy-out", default="/tmp/dialer-profile.svg")
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--bare-loop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--audio", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.bare_loop:
+        print(json.dumps(bare_loop(args.port, args.calls, args.audio, args.no_answer_seconds)), flush=True)
+        return 0
+
+    import redis
+    import sqlalchemy as sa
+    from alembic import command
+
+    from api.cli import alembic_config
+    from core.db import make_engine
+
+    name = f"zc_bench_{secrets.token_hex(4)}"
+    server = sa.create_engine(args.db_server, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    url = f"{args.db_server}/{name}?charset=utf8mb4"
+    tmp = Path(tempfile.mkdtemp(prefix="zc_bench_dialer_"))
+    rds = redis.Redis.from_url(args.redis_url)
+    rds.flushdb()
+    sims: list[Simulator] = []
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        command.upgrade(alembic_config(url), "head")
+        engine = make_engine(url, pool_size=2)
+        account_id, audio_id = seed(engine, tmp / "audio")
+        audio_path = str(tmp / "audio" / f"{audio_id}.wav")
+        print(f"database {name}, Redis {args.redis_url}, work dir {tmp}", flush=True)
+
+        short = ["--answer-rate", "0.6", "--busy-rate", "0.3", "--no-answer-rate", "0.1", "--fail-rate", "0",
+                 "--ring-seconds", "1-2", "--talk-seconds", "1-3"]
+        sim = Simulator(tmp, *short)
+        sims.append(sim)
+        if not args.skip_bare:
+            print(f"bare loop: {args.calls} originates ...", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--bare-loop", "--port", str(sim.port), "--calls",
+                                  str(args.calls), "--audio", audio_path, "--no-answer-seconds",
+                                  str(args.no_answer_seconds)], cwd=ROOT, capture_output=True, text=True,
+                                 timeout=900)
+            if out.returncode != 0:
+                raise RuntimeError(f"bare loop failed: {out.stderr[-3000:]}")
+            results["bare"] = json.loads(out.stdout.strip().splitlines()[-1])
+            results["bare"]["max_concurrent"] = sim.stats()["max_concurrent"]
+            time.sleep(4)  # let the bare loop's last channels end
+
+        campaign = add_campaign(engine, account_id, audio_id, args.calls, "300")
+        print(f"dialer, short calls: {args.calls} numbers ...", flush=True)
+        results["short"] = run_dialer_phase(args, engine, rds, url, tmp, sim, campaign, args.calls, "short")
+        sim.stop()
+
+        if args.long_calls:
+            sim = Simulator(tmp, "--answer-rate", "1", "--busy-rate", "0", "--no-answer-rate", "0", "--fail-rate",
+                            "0", "--ring-seconds", "1-2", "--talk-seconds", args.long_talk)
+            sims.append(sim)
+            long_audio = add_audio(engine, account_id, tmp / "audio", 60)
+            campaign = add_campaign(engine, account_id, long_audio, args.long_calls, "301")
+            print(f"dialer, long calls: {args.long_calls} numbers, talk {args.long_talk} s ...", flush=True)
+            results["long"] = run_dialer_phase(args, engine, rds, url, tmp, sim, campaign, args.long_calls, "long")
+        books_ok, books = check_books(engine, account_id)
+        engine.dispose()
+    finally:
+        for s in sims:
+            s.stop()
+        rds.flushdb()
+        if not args.keep:
+            with server.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        server.dispose()
+
+    report(args, results, books_ok, books)
+    return 0
+
+
+def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], books_ok: bool, books: str) -> None:
+    bare, short, long_ = results.get("bare"), results["short"], results.get("long")
+    cols = [("bare loop", bare), ("dialer short", short), ("dialer long", long_)]
+    rows = [("calls completed", "completed", "d"), ("wall s", "wall", ".1f"),
+            ("sustained originates/s", "rate", ".1f"), ("peak concurrent (simulator)", "max_concurrent", "d"),
+            ("CPU ms per call", "cpu_ms_per_call", ".2f"), ("SQL statements per call", "sql_per_call", ".2f"),
+            ("peak RSS MB", "rss_peak_mb", ".1f"), ("RSS first quarter MB", "rss_first_mb", ".1f"),
+            ("RSS last quarter MB", "rss_last_mb", ".1f")]
+    print()
+    print(f"{'':30s}" + "".join(f"{c:>15s}" for c, _ in cols))
+    for label, key, spec in rows:
+        print(f"{label:30s}" + "".join(f"{fmt((r or {}).get(key), spec):>15s}" for _, r in cols))
+    print()
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    print(f"{'target':48s}{'measured':>16s}  result")
+    print(f"{'>= 200 originates/s sustained':48s}{short['rate']:16.1f}  {verdict(short['rate'] >= TARGET_CPS)}")
+    if long_:
+        conc = long_["max_concurrent"]
+        print(f"{'>= 5000 concurrent calls in one dialer':48s}{conc:16d}  {verdict(conc >= TARGET_CONCURRENT)}")
+    if bare:
+        ratio = short["rate"] / bare["rate"] if bare["rate"] else 0.0
+        print(f"{'>= 50 % of the bare loop rate':48s}{ratio:15.0%}   {verdict(ratio >= TARGET_RATIO)}")
+    growth = short["rss_last_mb"] / short["rss_first_mb"] - 1 if short["rss_first_mb"] else 0.0
+    print(f"{'memory flat (last vs first quarter <= +10 %)':48s}{growth:+15.1%}   {verdict(growth <= TARGET_FLAT)}")
+    print(f"{'books balanced, one attempt per call':48s}{'':16s}  {verdict(books_ok)}  ({books})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
