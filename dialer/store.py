@@ -136,25 +136,25 @@ class Store:
     # -- what to dial ------------------------------------------------------------------
     def due_calls(self, limit: int, now: datetime | None = None) -> list[DueCall]:
         """Calls to dial now: single calls, then each RUNNING campaign inside its calling
-        window. One indexed range query per source (campaign_id, status, next_attempt_at),
-        so the cost stays flat however many calls are pending."""
+        window. One indexed range query per source over ``calls`` alone, read in the order of
+        (campaign_id, status, next_attempt_at) and stopped after LIMIT rows, so the cost stays
+        flat however many calls are pending; accounts and audio are read once per sweep."""
         now = now or self.clock()
         listed = sa.exists().where(DncNumber.account_id == Call.account_id,
                                    DncNumber.phone_number == Call.phone_number)
         base = (
             sa.select(Call.id, Call.account_id, Call.campaign_id, Call.phone_number, Call.caller_id,
-                      Call.audio_id, AudioFile.duration_ms, Account.max_concurrent_calls)
-            .join(Account, Account.id == Call.account_id)
-            .join(AudioFile, AudioFile.id == Call.audio_id)
+                      Call.audio_id, Call.attempts_count, Call.next_attempt_id, listed)
             .where(Call.status == CallStatus.QUEUED, Call.next_attempt_at <= now,
-                   Call.cancel_requested_at.is_(None), Account.active.is_(True))
+                   Call.cancel_requested_at.is_(None))
             .order_by(Call.next_attempt_at, Call.id)
+            # the planner may prefer ix_calls_due (status, next_attempt_at) and walk every source's
+            # queued calls; this index is an exact range per source, already in ORDER BY order
+            .with_hint(Call, "FORCE INDEX (ix_calls_campaign_due)", dialect_name="mysql")
         )
-        extra = (Call.attempts_count, Call.next_attempt_id, Account.rate_per_minute, Account.pulse_seconds)
-        due: list[DueCall] = []
+        picked: list[tuple[Any, int | None]] = []
         with self.sessions() as session:
-            singles = base.add_columns(sa.null(), listed, *extra).where(Call.campaign_id.is_(None)).limit(limit)
-            due += [DueCall(*row) for row in session.execute(singles)]
+            picked += [(row, None) for row in session.execute(base.where(Call.campaign_id.is_(None)).limit(limit))]
             campaigns = session.execute(
                 sa.select(Campaign.id, Campaign.concurrent_limit, Campaign.window_start, Campaign.window_end,
                           Campaign.timezone)
@@ -162,11 +162,26 @@ class Store:
                 .order_by(Campaign.created_at)
             ).all()
             for campaign_id, concurrent, start, end, tz in campaigns:
-                if not Window.of(start, end, tz).contains(now):
-                    continue
-                query = (base.add_columns(sa.literal(concurrent), listed, *extra)
-                         .where(Call.campaign_id == campaign_id).limit(min(limit, concurrent * 2)))
-                due += [DueCall(*row) for row in session.execute(query)]
+                if Window.of(start, end, tz).contains(now):
+                    query = base.where(Call.campaign_id == campaign_id).limit(min(limit, concurrent * 2))
+                    picked += [(row, concurrent) for row in session.execute(query)]
+            if not picked:
+                return []
+            accounts = {row[0]: row[1:] for row in session.execute(
+                sa.select(Account.id, Account.max_concurrent_calls, Account.rate_per_minute, Account.pulse_seconds)
+                .where(Account.id.in_({r.account_id for r, _ in picked}), Account.active.is_(True)))}
+            audio_ms = dict(session.execute(
+                sa.select(AudioFile.id, AudioFile.duration_ms).where(AudioFile.id.in_({r.audio_id for r, _ in picked}))
+            ).all())
+        due: list[DueCall] = []
+        for r, concurrent in picked:
+            account = accounts.get(r.account_id)
+            if account is None or r.audio_id not in audio_ms:
+                continue  # a disabled account's calls wait
+            max_calls, rate, pulse = account
+            due.append(DueCall(r.id, r.account_id, r.campaign_id, r.phone_number, r.caller_id, r.audio_id,
+                               audio_ms[r.audio_id], max_calls, concurrent, bool(r[8]), r.attempts_count,
+                               r.next_attempt_id, rate, pulse))
         return due
 
     # -- claiming an attempt -----------------------------------------------------------
@@ -238,6 +253,13 @@ class Store:
         """Start SCHEDULED campaigns whose time has come; complete finished ones."""
         with self.sessions() as session:
             return campaigns.start_due(session, self.clock()), campaigns.complete_finished(session, self.clock())
+
+    def recover_stalled_imports(self, queue: Any, stall_seconds: int) -> list[str]:
+        """Enqueue again the CSV imports whose worker died (see ``campaigns.importer``)."""
+        from campaigns.importer import recover_stalled_imports
+
+        with self.sessions() as session:
+            return recover_stalled_imports(session.connection(), queue, stall_seconds)
 
     def fail_unpaid(self, call_id: str) -> bool:
         """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
