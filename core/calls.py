@@ -56,15 +56,10 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     (created=False); the same key with another request raises IdempotencyMismatch.
     Raises ledger.InsufficientBalance when the first attempt cannot be paid for.
     """
-    # The account row is locked first: inserting a call takes a shared lock on it (the
-    # foreign key) and the reservation then needs it exclusively, so two requests that
-    # each held the shared lock would deadlock on MariaDB. Under the lock, a concurrent
-    # request with the same idempotency key has either committed (found below) or waits.
-    session.execute(sa.select(Account.id).where(Account.id == new.account_id).with_for_update())
     if new.idempotency_key:
         existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
         if existing is not None:
-            session.commit()  # nothing written; ends the transaction and its lock
+            session.commit()  # nothing written; ends the read transaction
             return _replay(existing, request_fingerprint)
     account = session.get(Account, new.account_id)
     assert account is not None
@@ -83,11 +78,13 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
         idempotency_key=new.idempotency_key,
         request_fingerprint=request_fingerprint,
     )
-    session.add(call)
     try:
-        session.flush()
+        # The reservation's conditional UPDATE comes first: it takes the account row's
+        # exclusive lock directly. Inserting the call first would share-lock the row (its
+        # foreign key) and two requests upgrading their shared locks would deadlock.
         amount = reservation_for(new.audio.duration_ms, account.rate_per_minute, account.pulse_seconds)
-        ledger.reserve(session, new.account_id, amount, call_id=call.id, attempt_id=attempt_id)
+        ledger.reserve_new(session, new.account_id, amount, call_id=call.id, attempt_id=attempt_id)
+        session.add(call)
         session.commit()
     except IntegrityError:
         # a concurrent request with the same idempotency key won the race
