@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,48 @@ def enqueue_import(queue: Any, campaign_id: str) -> Any:
     """Enqueue the import on the worker queue with a stable job id (a second enqueue is harmless)."""
     return queue.enqueue(IMPORT_JOB, campaign_id, job_id=f"import-{campaign_id}", job_timeout=IMPORT_JOB_TIMEOUT,
                          result_ttl=86400, failure_ttl=7 * 86400, description=f"import_campaign({campaign_id})")
+
+
+def import_stall_seconds() -> int:
+    """``IMPORT_STALL_SECONDS`` (default 120): how long a campaign may stay IMPORTING without a live
+    import before its job is enqueued again."""
+    return _env_int("IMPORT_STALL_SECONDS", 120)
+
+
+def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *, limit: int = 100) -> list[str]:
+    """Enqueue again the import of every campaign IMPORTING for more than ``stall_seconds`` whose job
+    neither waits on the queue nor runs (its worker was killed, or Redis lost the job).
+
+    "Runs" is the import's named lock on MariaDB (held by a live connection only, so a killed worker
+    holds none); on SQLite it is RQ's job status. A spare enqueue is harmless: the job takes the lock
+    and starts from a clean slate, or skips a campaign that has left IMPORTING. Returns the ids."""
+    from rq.job import JobStatus
+
+    cutoff = utcnow() - timedelta(seconds=stall_seconds)
+    stalled = list(conn.scalars(
+        sa.select(_campaigns.c.id)
+        .where(_campaigns.c.status == CampaignStatus.IMPORTING, _campaigns.c.updated_at < cutoff)
+        .order_by(_campaigns.c.updated_at).limit(limit)))
+    conn.commit()
+    waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+    requeued = []
+    for campaign_id in stalled:
+        job = queue.fetch_job(f"import-{campaign_id}")
+        status = job.get_status(refresh=False) if job is not None else None
+        if status in waiting:
+            continue
+        if _is_mysql(conn):
+            running = conn.scalar(sa.select(sa.func.is_used_lock(f"zc_import_{campaign_id}"))) is not None
+            conn.commit()
+        else:
+            running = status == JobStatus.STARTED
+        if running:
+            continue
+        enqueue_import(queue, campaign_id)
+        log.warning("campaign import stalled (status %s); enqueued again", getattr(status, "value", status),
+                    extra={"event": "import_requeued", "campaign_id": campaign_id})
+        requeued.append(campaign_id)
+    return requeued
 
 
 _engines: dict[str, Engine] = {}

@@ -9,8 +9,9 @@ Greenlets (all in one gevent process per FreeSWITCH node):
 * ``event workers`` apply ESL events to SQL through ``Store`` (events of one attempt
   always go to the same worker, so they stay in order);
 * ``housekeeping`` renews cap leases, finishes originates that failed without a
-  channel, hangs up calls the user cancelled, re-checks stale attempts, and
-  publishes the heartbeat and counters the API's readiness check reads.
+  channel, hangs up calls the user cancelled, re-checks stale attempts, enqueues
+  again the CSV imports whose worker died, and publishes the heartbeat and counters
+  the API's readiness check reads.
 
 FreeSWITCH is spoken to only through ``dialer.esl.EslClient``; SQL is changed only
 through ``dialer.store.Store``; money moves only in ``billing.ledger``.
@@ -38,8 +39,10 @@ import redis
 
 from billing import ledger
 from billing.rating import worst_case_billsec
+from campaigns.importer import import_stall_seconds
 from core.db import utcnow
 from core.phone import dial_digits
+from core.queues import work_queue
 from core.settings import Settings
 from dialer import caps as capmod
 from dialer import lifecycle
@@ -132,6 +135,8 @@ class Engine:
         self._unpaid_campaigns: set[str] = set()  # campaigns paused for balance during this sweep
         self._running = False
         self.started_at = time.time()
+        # a campaign IMPORTING this long with no live import gets its job enqueued again
+        self.import_stall_seconds = import_stall_seconds()
         # more heartbeat fields from the wiring (e.g. the SQL statement count of a benchmark)
         self.extra_state: Callable[[], dict[str, Any]] | None = None
         # Leases are held per process: when two dialers race for the same due call, the
@@ -182,9 +187,11 @@ class Engine:
                      extra={"event": "esl_connected"})
             try:
                 self.reconcile(min_age=timedelta(0))
-            except (EslError, OSError) as exc:
+            except Exception as exc:  # ESL, SQL or Redis away: the supervisor must outlive it
                 log.warning("reconciliation interrupted: %s", exc, extra={"event": "reconcile_failed"})
                 self.esl.close()
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
                 continue
             self._connected.set()
             self._wake.set()
@@ -452,9 +459,12 @@ class Engine:
     # -- housekeeping ----------------------------------------------------------------------------
     def _housekeeping(self) -> None:
         tick = 0
+        import_check_every = max(1, min(30, self.import_stall_seconds // 4))
         while self._running:
             gevent.sleep(1.0)
             tick += 1
+            if tick % import_check_every == 0:
+                self._recover_imports()
             try:
                 self._expire_job_failures()
                 if tick % 2 == 0:
@@ -477,6 +487,12 @@ class Engine:
                 self._publish_heartbeat()
             except Exception:
                 log.exception("housekeeping failed", extra={"event": "housekeeping_failed"})
+
+    def _recover_imports(self) -> None:
+        try:
+            self.store.recover_stalled_imports(work_queue(self.redis), self.import_stall_seconds)
+        except Exception:  # SQL or Redis away: the next pass tries again
+            log.exception("import recovery failed", extra={"event": "import_recovery_failed"})
 
     def _expire_job_failures(self) -> None:
         now = time.monotonic()
