@@ -36,6 +36,7 @@ import gevent.lock
 import gevent.pool
 import gevent.queue
 import redis
+from sqlalchemy import exc as sa_exc
 
 from billing import ledger
 from billing.rating import worst_case_billsec
@@ -63,6 +64,9 @@ log = logging.getLogger("zenscall.dialer")
 # An originate that failed with -ERR usually also produces CHANNEL_HANGUP_COMPLETE
 # (with the SIP status); wait this long for it before finishing from the job result.
 JOB_FAILURE_GRACE = 3.0
+# How long an event is retried while the database or Redis is unreachable (the
+# reconciler settles whatever is still open after that).
+EVENT_RETRY_SECONDS = 120.0
 # Attempts younger than this are not judged by uuid_exists (the channel may not exist yet).
 RECONCILE_MIN_AGE = timedelta(seconds=3)
 
@@ -216,10 +220,28 @@ class Engine:
             event = queue.get()
             if event is None:
                 return
+            self._apply_with_retry(event)
+
+    def _apply_with_retry(self, event: DomainEvent) -> None:
+        """Apply an event; while the database or Redis is unreachable, keep trying (with
+        backoff, for up to EVENT_RETRY_SECONDS): the event is the only exact record of a
+        hangup (cause, billsec), and applying it twice changes nothing."""
+        deadline = time.monotonic() + EVENT_RETRY_SECONDS
+        delay = 0.2
+        while True:
             try:
                 self.apply(event)
+                return
+            except (sa_exc.OperationalError, sa_exc.InterfaceError, redis.RedisError) as exc:
+                if not self._running or time.monotonic() >= deadline:
+                    log.error("event dropped after retries: %s", exc, extra={"event": type(event).__name__})
+                    return
+                log.warning("event handling failed, retrying: %s", exc, extra={"event": type(event).__name__})
+                gevent.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except Exception:  # one bad event must not stop the worker
                 log.exception("event handling failed", extra={"event": type(event).__name__})
+                return
 
     def apply(self, event: DomainEvent) -> None:
         """Apply one ESL event to SQL. Idempotent: repeats and late events change nothing."""
