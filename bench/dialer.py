@@ -42,7 +42,6 @@ import os  # noqa: E402
 import secrets  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -57,6 +56,7 @@ from zoneinfo import ZoneInfo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from dialer.simulator import control  # noqa: E402
 
 SIM_PASSWORD = "ClueCon"
 TARGET_CPS = 200.0
@@ -139,33 +139,7 @@ def sustained_rate(times: list[float]) -> float:
 
 def esl_api(port: int, command: str, timeout: float = 30.0) -> str:
     """One ``api`` command on a fresh ESL connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        stream = sock.makefile("rb")
-
-        def message() -> tuple[dict[str, str], bytes]:
-            headers: dict[str, str] = {}
-            while True:
-                line = stream.readline()
-                if not line:
-                    raise ConnectionError("ESL connection closed")
-                line = line.rstrip(b"\n")
-                if not line:
-                    if headers:
-                        break
-                    continue
-                key, _, value = line.decode().partition(": ")
-                headers[key] = value
-            length = int(headers.get("Content-Length", "0"))
-            return headers, stream.read(length) if length else b""
-
-        message()
-        sock.sendall(f"auth {SIM_PASSWORD}\n\n".encode())
-        message()
-        sock.sendall(f"api {command}\n\n".encode())
-        while True:
-            headers, body = message()
-            if headers.get("Content-Type") == "api/response":
-                return body.decode()
+    return control.esl_api(port, command, password=SIM_PASSWORD, timeout=timeout)
 
 
 class Simulator:

@@ -58,6 +58,7 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from dialer.simulator import control  # noqa: E402
 
 SIM_PASSWORD = "ClueCon"
 TIME_SCALE = 20.0
@@ -243,33 +244,7 @@ class Simulator:
             time.sleep(0.3)  # the old port may not be free yet
 
     def api(self, command: str) -> str:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            stream = sock.makefile("rb")
-
-            def message() -> tuple[dict[str, str], bytes]:
-                headers: dict[str, str] = {}
-                while True:
-                    line = stream.readline()
-                    if not line:
-                        raise ConnectionError("ESL connection closed")
-                    line = line.rstrip(b"\n")
-                    if not line:
-                        if headers:
-                            break
-                        continue
-                    key, _, value = line.decode().partition(": ")
-                    headers[key] = value
-                length = int(headers.get("Content-Length", "0"))
-                return headers, stream.read(length) if length else b""
-
-            message()
-            sock.sendall(f"auth {SIM_PASSWORD}\n\n".encode())
-            message()
-            sock.sendall(f"api {command}\n\n".encode())
-            while True:
-                headers, body = message()
-                if headers.get("Content-Type") == "api/response":
-                    return body.decode()
+        return control.esl_api(self.port, command, password=SIM_PASSWORD, timeout=10)
 
     def restart(self) -> None:
         assert self.proc is not None

@@ -17,7 +17,6 @@ import os
 import secrets
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from billing.rating import call_cost
 from core.models import Account, Call, CallAttempt
 from core.settings import Settings
 from core.states import CallStatus
+from dialer.simulator import control
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_SCALE = 20.0  # simulated seconds per real second
@@ -63,34 +63,7 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval:
 
 def esl_api(port: int, command: str, timeout: float = 5.0) -> str:
     """One ``api`` command on a fresh ESL connection; returns the response body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        stream = sock.makefile("rb")
-
-        def message() -> tuple[dict[str, str], bytes]:
-            headers: dict[str, str] = {}
-            while True:
-                line = stream.readline()
-                if not line:
-                    raise ConnectionError("ESL connection closed")
-                line = line.rstrip(b"\n")
-                if not line:
-                    if headers:
-                        break
-                    continue
-                key, _, value = line.decode().partition(": ")
-                headers[key] = value
-            length = int(headers.get("Content-Length", "0"))
-            return headers, stream.read(length) if length else b""
-
-        message()  # auth/request
-        sock.sendall(f"auth {SIM_PASSWORD}\n\n".encode())
-        headers, _ = message()
-        assert headers.get("Reply-Text", "").startswith("+OK"), headers
-        sock.sendall(f"api {command}\n\n".encode())
-        while True:
-            headers, body = message()
-            if headers.get("Content-Type") == "api/response":
-                return body.decode()
+    return control.esl_api(port, command, password=SIM_PASSWORD, timeout=timeout)
 
 
 class SimProcess:
