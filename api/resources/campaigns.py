@@ -138,11 +138,6 @@ def own_campaign(campaign_id: str) -> Campaign:
     return campaign
 
 
-def detail(campaign: Campaign) -> Campaign:
-    """The campaign as CampaignDetailSchema dumps it (statistics computed on dump)."""
-    return campaign
-
-
 @blp.route("", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
@@ -191,9 +186,9 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     try:
         enqueue_import(services().work_queue, campaign.id)
     except Exception:  # Redis down: the campaign cannot start; say so instead of leaving it stuck
-        lifecycle_fail(campaign, "the import queue is unavailable; create the campaign again")
+        mark_failed(campaign, "the import queue is unavailable; create the campaign again")
         raise ApiError(503, "SERVICE_UNAVAILABLE", "The import queue is unavailable. Try again shortly.") from None
-    return detail(campaign)
+    return campaign
 
 
 def _store_upload(head: bytes, stream: Any, path: Any, limit: int) -> int:
@@ -215,7 +210,7 @@ def _store_upload(head: bytes, stream: Any, path: Any, limit: int) -> int:
     return size
 
 
-def lifecycle_fail(campaign: Campaign, reason: str) -> None:
+def mark_failed(campaign: Campaign, reason: str) -> None:
     session = db()
     campaign.status = CampaignStatus.FAILED
     campaign.import_error = reason
@@ -241,7 +236,7 @@ def list_campaigns(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, CampaignDetailSchema)
 def get_campaign(campaign_id: str) -> Campaign:
     """Status, statistics (counts by status, answer rate, cost, progress, time left) and the import summary."""
-    return detail(own_campaign(campaign_id))
+    return own_campaign(campaign_id)
 
 
 def _transition(campaign_id: str, wanted: str, fn: Any) -> Campaign:
@@ -251,7 +246,7 @@ def _transition(campaign_id: str, wanted: str, fn: Any) -> Campaign:
         raise ApiError(409, "INVALID_CAMPAIGN_STATE", f"Cannot {wanted} a campaign that is {campaign.status.value}.",
                        {"status": campaign.status.value})
     db().refresh(campaign)
-    return detail(campaign)
+    return campaign
 
 
 @blp.route("/<string:campaign_id>/pause", methods=["POST"])
