@@ -227,21 +227,68 @@ def _move(session: Session, account_id: str, *, amount: Decimal = ZERO,
     return balance, reserved
 
 
+_ENTRY_COLUMNS = ("account_id", "kind", "amount", "hold", "balance_after", "reserved_after", "call_id",
+                  "attempt_id", "description", "created_at")
+
+
+def _entry_from_account(tag: str) -> sa.Select[Any]:
+    """One ledger entry as a SELECT of the account row: its ``balance_after`` and
+    ``reserved_after`` are the row as this transaction left it (the row is locked by the
+    movement's UPDATE, so nothing else can have changed it), plus ``:{tag}_unbooked`` for
+    an entry booked before a later movement of the same UPDATE."""
+    acc, le = Account.__table__.c, LedgerEntry.__table__.c
+
+    def param(name: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(f"{tag}_{name}", type_=le[name].type)
+
+    return (
+        sa.select(sa.bindparam("e_account_id", type_=le.account_id.type), param("kind"), param("amount"),
+                  param("hold"), acc.balance + sa.bindparam(f"{tag}_unbooked", type_=acc.balance.type),
+                  acc.reserved, sa.bindparam("e_call_id", type_=le.call_id.type),
+                  sa.bindparam("e_attempt_id", type_=le.attempt_id.type), param("description"),
+                  sa.bindparam("e_created_at", type_=le.created_at.type))
+        .where(acc.id == sa.bindparam("e_account"))
+    )
+
+
+def _book_statements() -> tuple[sa.Insert, sa.Insert]:
+    """The entries of one movement, each with the balance it left behind, inserted straight
+    from the account row (no read-back round trip): one entry, or two (release + charge)."""
+    one = _entry_from_account("e1")
+    two = sa.union_all(one, _entry_from_account("e2"))
+    table = LedgerEntry.__table__
+    return table.insert().from_select(_ENTRY_COLUMNS, one), table.insert().from_select(_ENTRY_COLUMNS, two)
+
+
+_BOOK_ONE, _BOOK_TWO = _book_statements()
+
+
+def _connection(db: Session | sa.Connection) -> sa.Connection:
+    """The connection of the caller's transaction (hot paths run on a session or a plain connection)."""
+    return db if isinstance(db, sa.Connection) else db.connection()
+
+
+def _move_only(db: Session | sa.Connection, account_id: str, *, amount: Decimal = ZERO,
+               hold: Decimal = ZERO) -> bool:
+    """``_move`` without the read-back (the entries are booked with ``_BOOK_ONE``/``_BOOK_TWO``)."""
+    result = _connection(db).execute(_MOVE, {"account_id": account_id, "amount": amount, "hold": hold})
+    return result.rowcount == 1
+
+
 def reserve_new(session: Session, account_id: str, amount: Decimal, *, call_id: str, attempt_id: str) -> None:
     """``reserve`` for an attempt id made just now (it cannot hold a reservation yet)."""
     if amount < ZERO:
         raise ValueError("a reservation cannot be negative")
-    after = _move(session, account_id, hold=amount)
-    if after is None:
+    if not _move_only(session, account_id, hold=amount):
         view = balance_of(session, account_id)
         raise InsufficientBalance(view.available, amount)
-    session.connection().execute(sa.insert(LedgerEntry.__table__).values(
-        account_id=account_id, kind=LedgerKind.RESERVE, amount=ZERO, hold=amount, balance_after=after[0],
-        reserved_after=after[1], call_id=call_id, attempt_id=attempt_id,
-        description="reservation for call attempt", created_at=utcnow()))
+    session.connection().execute(_BOOK_ONE, {
+        "e_account": account_id, "e_account_id": account_id, "e_call_id": call_id, "e_attempt_id": attempt_id,
+        "e_created_at": utcnow(), "e1_kind": LedgerKind.RESERVE, "e1_amount": ZERO, "e1_hold": amount,
+        "e1_unbooked": ZERO, "e1_description": "reservation for call attempt"})
 
 
-def settle_held(session: Session, held: Held, cost: Decimal, *, account_id: str, call_id: str,
+def settle_held(db: Session | sa.Connection, held: Held, cost: Decimal, *, account_id: str, call_id: str,
                 attempt_id: str) -> Decimal:
     """``settle`` when the attempt's entries were already read (``held_columns``).
 
@@ -253,19 +300,18 @@ def settle_held(session: Session, held: Held, cost: Decimal, *, account_id: str,
     if held.released:
         return held.charged
     charge = min(cost, held.hold)
-    after = _move(session, account_id, amount=-charge, hold=-held.hold)
-    if after is None:  # cannot happen while reserved >= hold; keep the books consistent regardless
+    if not _move_only(db, account_id, amount=-charge, hold=-held.hold):
+        # cannot happen while reserved >= hold; keep the books consistent regardless
         raise RuntimeError(f"settlement of attempt {attempt_id} refused")
-    balance, reserved = after
-    now = utcnow()
-    rows = [dict(account_id=account_id, kind=LedgerKind.RELEASE, amount=ZERO, hold=-held.hold,
-                 balance_after=balance + charge, reserved_after=reserved, call_id=call_id, attempt_id=attempt_id,
-                 description="reservation released at hangup", created_at=now)]
+    # the release is booked before the charge: its balance is the one before the charge
+    params: dict[str, Any] = {
+        "e_account": account_id, "e_account_id": account_id, "e_call_id": call_id, "e_attempt_id": attempt_id,
+        "e_created_at": utcnow(), "e1_kind": LedgerKind.RELEASE, "e1_amount": ZERO, "e1_hold": -held.hold,
+        "e1_unbooked": charge, "e1_description": "reservation released at hangup"}
     if charge > ZERO:
-        rows.append(dict(account_id=account_id, kind=LedgerKind.CHARGE, amount=-charge, hold=ZERO,
-                         balance_after=balance, reserved_after=reserved, call_id=call_id, attempt_id=attempt_id,
-                         description="answered call", created_at=now))
-    session.connection().execute(sa.insert(LedgerEntry.__table__), rows)
+        params.update({"e2_kind": LedgerKind.CHARGE, "e2_amount": -charge, "e2_hold": ZERO, "e2_unbooked": ZERO,
+                       "e2_description": "answered call"})
+    _connection(db).execute(_BOOK_TWO if charge > ZERO else _BOOK_ONE, params)
     return charge
 
 

@@ -17,20 +17,23 @@ from dataclasses import dataclass
 
 import redis
 
+# Redis' own clock, read inside the script: the same clock as a separate TIME, without
+# its round trip (scripts replicate their effects, so TIME before writes is allowed)
 _ACQUIRE = """
-local now = tonumber(ARGV[1])
-local expiry = now + tonumber(ARGV[2])
-local member = ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[1])
+local member = ARGV[2]
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local limit = tonumber(ARGV[3 + i])
+  local limit = tonumber(ARGV[2 + i])
   if redis.call('ZSCORE', key, member) == false and redis.call('ZCARD', key) >= limit then
     return i
   end
 end
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, expiry, member)
-  redis.call('PEXPIRE', key, tonumber(ARGV[2]) * 2)
+  redis.call('PEXPIRE', key, tonumber(ARGV[1]) * 2)
 end
 return 0
 """
@@ -95,7 +98,7 @@ class Caps:
     def acquire(self, member: str, caps: list[Cap]) -> Cap | None:
         """Take a slot in every cap, or none; returns the cap that was full, else None."""
         full = int(self._acquire(keys=[c.key for c in caps],
-                                 args=[self._now_ms(), self._lease_ms, member, *[c.limit for c in caps]]))
+                                 args=[self._lease_ms, member, *[c.limit for c in caps]]))
         return None if full == 0 else caps[full - 1]
 
     def renew(self, leases: dict[str, list[str]]) -> None:

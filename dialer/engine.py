@@ -7,7 +7,8 @@ Greenlets (all in one gevent process per FreeSWITCH node):
 * ``dispatcher`` sweeps SQL for due calls (woken early by RQ jobs) and, within the
   caps and the pacing, claims each attempt in SQL, then originates it;
 * ``event workers`` apply ESL events to SQL through ``Store`` (events of one attempt
-  always go to the same worker, so they stay in order);
+  always go to the same worker, so they stay in order; ringing/answered events waiting
+  together at the head of a worker's queue are applied in one transaction);
 * ``housekeeping`` renews cap leases, finishes originates that failed without a
   channel, hangs up calls the user cancelled, re-checks stale attempts, enqueues
   again the CSV imports whose worker died, and publishes the heartbeat and counters
@@ -45,6 +46,7 @@ from core.db import utcnow
 from core.phone import dial_digits
 from core.queues import work_queue
 from core.settings import Settings
+from core.states import CallStatus
 from dialer import caps as capmod
 from dialer import lifecycle
 from dialer.esl import EslClient, EslCommandError, EslError
@@ -57,7 +59,7 @@ from dialer.events import (
     OriginateResult,
     PlaybackStopped,
 )
-from dialer.store import DueCall, Finished, HangupFacts, Store
+from dialer.store import Advance, DueCall, Finished, HangupFacts, Store
 
 log = logging.getLogger("zenscall.dialer")
 
@@ -67,6 +69,10 @@ JOB_FAILURE_GRACE = 3.0
 # How long an event is retried while the database or Redis is unreachable (the
 # reconciler settles whatever is still open after that).
 EVENT_RETRY_SECONDS = 120.0
+# At most this many RINGING / ANSWERED events already waiting in a worker's queue are
+# applied in one transaction.
+ADVANCE_BATCH = 32
+_ADVANCING = (ChannelProgress, ChannelAnswered)
 # Attempts younger than this are not judged by uuid_exists (the channel may not exist yet).
 RECONCILE_MIN_AGE = timedelta(seconds=3)
 
@@ -220,36 +226,63 @@ class Engine:
             event = queue.get()
             if event is None:
                 return
+            if isinstance(event, _ADVANCING) and not queue.empty():
+                # more waiting: the live-state events at the head of the queue go in one
+                # transaction (in queue order; whatever follows them waits for the commit)
+                batch = [event]
+                while (len(batch) < ADVANCE_BATCH and not queue.empty()
+                       and isinstance(queue.peek_nowait(), _ADVANCING)):
+                    batch.append(queue.get_nowait())
+                if len(batch) > 1:
+                    self._apply_with_retry(batch)
+                    continue
             self._apply_with_retry(event)
 
-    def _apply_with_retry(self, event: DomainEvent) -> None:
-        """Apply an event; while the database or Redis is unreachable, keep trying (with
-        backoff, for up to EVENT_RETRY_SECONDS): the event is the only exact record of a
-        hangup (cause, billsec), and applying it twice changes nothing."""
+    def _apply_with_retry(self, event: DomainEvent | list[ChannelProgress | ChannelAnswered]) -> None:
+        """Apply an event (or a batch of live-state events); while the database or Redis is
+        unreachable, keep trying (with backoff, for up to EVENT_RETRY_SECONDS): the event is
+        the only exact record of a hangup (cause, billsec), and applying it twice changes nothing."""
         deadline = time.monotonic() + EVENT_RETRY_SECONDS
         delay = 0.2
+        name = type(event[0] if isinstance(event, list) else event).__name__
         while True:
             try:
-                self.apply(event)
+                if isinstance(event, list):
+                    self.apply_advances(event)
+                else:
+                    self.apply(event)
                 return
             except (sa_exc.OperationalError, sa_exc.InterfaceError, redis.RedisError) as exc:
                 if not self._running or time.monotonic() >= deadline:
-                    log.error("event dropped after retries: %s", exc, extra={"event": type(event).__name__})
+                    log.error("event dropped after retries: %s", exc, extra={"event": name})
                     return
-                log.warning("event handling failed, retrying: %s", exc, extra={"event": type(event).__name__})
+                log.warning("event handling failed, retrying: %s", exc, extra={"event": name})
                 gevent.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception:  # one bad event must not stop the worker
-                log.exception("event handling failed", extra={"event": type(event).__name__})
+                log.exception("event handling failed", extra={"event": name})
                 return
+
+    def apply_advances(self, events: list[ChannelProgress | ChannelAnswered]) -> None:
+        """Apply RINGING / ANSWERED events in one transaction, in order (idempotent as ``apply``)."""
+        done = self.store.advance_many([
+            Advance(e.uuid, CallStatus.RINGING if isinstance(e, ChannelProgress) else CallStatus.ANSWERED,
+                    e.at, self._call_of(e.uuid)) for e in events])
+        for event, changed in zip(events, done, strict=True):
+            if not changed:
+                continue
+            if isinstance(event, ChannelProgress):
+                self._log_state(event.uuid, event.call_id, "RINGING", early_media=event.early_media)
+            else:
+                self._log_state(event.uuid, event.call_id, "ANSWERED")
 
     def apply(self, event: DomainEvent) -> None:
         """Apply one ESL event to SQL. Idempotent: repeats and late events change nothing."""
         if isinstance(event, ChannelProgress):
-            if self.store.mark_ringing(event.uuid, event.at):
+            if self.store.mark_ringing(event.uuid, event.at, self._call_of(event.uuid)):
                 self._log_state(event.uuid, event.call_id, "RINGING", early_media=event.early_media)
         elif isinstance(event, ChannelAnswered):
-            if self.store.mark_answered(event.uuid, event.at):
+            if self.store.mark_answered(event.uuid, event.at, self._call_of(event.uuid)):
                 self._log_state(event.uuid, event.call_id, "ANSWERED")
         elif isinstance(event, PlaybackStopped):
             live = self.live.get(event.uuid)
@@ -269,6 +302,11 @@ class Engine:
                 live.job_failure = (cause, time.monotonic() + JOB_FAILURE_GRACE)
             else:
                 self._finish(event.job_uuid, HangupFacts(cause=cause))
+
+    def _call_of(self, attempt_id: str) -> str | None:
+        """The call of an attempt this process dialed (or reconciled); None if unknown."""
+        live = self.live.get(attempt_id)
+        return live.call_id if live is not None else None
 
     def _finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
         done = self.store.finish(attempt_id, facts)

@@ -254,12 +254,14 @@ def parse_plain_event(data: bytes) -> RawEvent:
     """
     head, _, rest = data.partition(b"\n\n")
     headers: dict[str, str] = {}
-    for line in head.split(b"\n"):
-        pair = _split_header(line)
-        if pair is None:
+    # the whole block decoded at once (a line break never falls inside a UTF-8 sequence),
+    # then each line as ``_split_header`` splits it; most values need no percent-decoding
+    for line in head.decode("utf-8", "replace").split("\n"):
+        name, sep, value = line.rstrip("\r\n").partition(":")
+        if not sep or not name:
             continue
-        name, value = pair
-        headers[name] = unquote(value, encoding="utf-8", errors="replace")
+        value = value.removeprefix(" ")
+        headers[name.strip()] = unquote(value, encoding="utf-8", errors="replace") if "%" in value else value
     body: str | None = None
     if "Content-Length" in headers:
         try:

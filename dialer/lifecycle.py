@@ -114,11 +114,11 @@ def after_attempt(
 
 
 # Which live state an event may move a call to; never backwards.
-_ORDER = {CallStatus.QUEUED: 0, CallStatus.DIALING: 1, CallStatus.RINGING: 2, CallStatus.ANSWERED: 3}
+LIVE_ORDER = {CallStatus.QUEUED: 0, CallStatus.DIALING: 1, CallStatus.RINGING: 2, CallStatus.ANSWERED: 3}
 
 
 def advance(current: CallStatus, to: CallStatus) -> CallStatus:
     """Apply a live-state event idempotently: late or repeated events never go back."""
-    if current.is_final or to not in _ORDER or current not in _ORDER:
+    if current.is_final or to not in LIVE_ORDER or current not in LIVE_ORDER:
         return current
-    return to if _ORDER[to] > _ORDER[current] else current
+    return to if LIVE_ORDER[to] > LIVE_ORDER[current] else current

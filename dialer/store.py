@@ -91,6 +91,16 @@ class HangupFacts:
 
 
 @dataclass(frozen=True)
+class Advance:
+    """A live-state step of an attempt (RINGING or ANSWERED at ``at``); ``call_id`` when known."""
+
+    attempt_id: str
+    to: CallStatus
+    at: datetime
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
 class LiveAttempt:
     attempt_id: str
     call_id: str
@@ -126,10 +136,97 @@ def _finish_read() -> sa.Select[Any]:
 _FINISH_READ = _finish_read()
 
 
+def _claim_statements() -> tuple[sa.Update, sa.Insert]:
+    """``claim``'s conditional UPDATE of the call and the attempt INSERT, built once with
+    bound parameters."""
+    c = Call.__table__.c
+    update = (
+        sa.update(Call.__table__)
+        .where(c.id == sa.bindparam("b_call_id"), c.status == CallStatus.QUEUED,
+               c.attempts_count == sa.bindparam("b_attempts_count"), c.cancel_requested_at.is_(None))
+        .values(status=CallStatus.DIALING, attempts_count=sa.bindparam("b_attempt_no"),
+                live_attempt_id=sa.bindparam("b_attempt_id"), next_attempt_id=None, next_attempt_at=None,
+                updated_at=sa.bindparam("b_now", type_=c.updated_at.type))
+    )
+    return update, sa.insert(CallAttempt.__table__)
+
+
+_CLAIM, _INSERT_ATTEMPT = _claim_statements()
+
+
+def _finish_statements() -> tuple[sa.Update, dict[tuple[bool, bool], sa.Update]]:
+    """``finish``'s UPDATE of the attempt (once: ``WHERE ended_at IS NULL``) and of its call
+    (one per (answered, final): which of answered_at / ended_at it sets), built once."""
+    a, c = CallAttempt.__table__.c, Call.__table__.c
+    attempt = (
+        sa.update(CallAttempt.__table__)
+        .where(a.id == sa.bindparam("b_attempt_id"), a.ended_at.is_(None))
+        .values({name: sa.bindparam(f"b_{name}", type_=a[name].type)
+                 for name in ("ended_at", "hangup_cause", "q850_cause", "sip_status", "billsec", "duration",
+                              "played_ms", "cost", "answered_at", "status")})
+    )
+    calls: dict[tuple[bool, bool], sa.Update] = {}
+    for answered in (False, True):
+        for final in (False, True):
+            names = ["status", "live_attempt_id", "next_attempt_at", "last_cause", "last_sip_status", "billsec",
+                     "cost", "updated_at"]
+            names += ["answered_at"] if answered else []
+            names += ["ended_at"] if final else []
+            calls[answered, final] = (
+                sa.update(Call.__table__)
+                .where(c.id == sa.bindparam("b_call_id"), c.live_attempt_id == sa.bindparam("b_attempt_id"))
+                .values({name: sa.bindparam(f"b_{name}", type_=c[name].type) for name in names})
+            )
+    return attempt, calls
+
+
+_FINISH_ATTEMPT, _FINISH_CALL = _finish_statements()
+
+
+def _advance_statements(to: CallStatus, field: str) -> tuple[sa.Update, sa.Update]:
+    """``Store._advance_on``'s two UPDATEs towards ``to``, built once with bound parameters.
+
+    The attempt: its status moves to ``to`` only from an earlier live state (never
+    backwards, as ``lifecycle.advance``), its timestamp is set if still missing; it matches
+    only when one of the two changes something, so a repeated event changes nothing. The
+    call follows the attempt (both are always written in the same transactions)."""
+    a, c = CallAttempt.__table__.c, Call.__table__.c
+    earlier = [s for s in lifecycle.LIVE_ORDER if lifecycle.LIVE_ORDER[s] < lifecycle.LIVE_ORDER[to]]
+    target = sa.bindparam("to", type_=a.status.type)
+    at = sa.bindparam("at", type_=a[field].type)
+    attempt_update = (
+        sa.update(CallAttempt.__table__)
+        .where(a.id == sa.bindparam("attempt_id"), a.ended_at.is_(None),
+               sa.or_(a.status.in_(earlier), a[field].is_(None)))
+        .values({"status": sa.case((a.status.in_(earlier), target), else_=a.status),
+                 field: sa.func.coalesce(a[field], at)})
+    )
+    values: dict[str, Any] = {"status": sa.case((c.status.in_(earlier), target), else_=c.status),
+                              "updated_at": sa.bindparam("now", type_=c.updated_at.type)}
+    if to is CallStatus.ANSWERED:
+        values["answered_at"] = sa.bindparam("at", type_=c.answered_at.type)
+    call_update = (
+        sa.update(Call.__table__)
+        .where(c.id == sa.bindparam("call_id"), c.live_attempt_id == sa.bindparam("attempt_id"),
+               c.status.in_(LIVE))
+        .values(values)
+    )
+    return attempt_update, call_update
+
+
+_ADVANCE = {CallStatus.RINGING: _advance_statements(CallStatus.RINGING, "ringing_at"),
+            CallStatus.ANSWERED: _advance_statements(CallStatus.ANSWERED, "answered_at")}
+_ATTEMPT_CALL = (sa.select(CallAttempt.__table__.c.call_id)
+                 .where(CallAttempt.__table__.c.id == sa.bindparam("attempt_id")))
+
+
 class Store:
     def __init__(self, sessions: sessionmaker[Session], node: str,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions = sessions
+        # ``finish`` and the live-state steps load no ORM objects: they run on a plain
+        # connection of the sessions' engine, without a session around it
+        self.engine: sa.Engine = sessions.kw["bind"]
         self.node = node
         self.clock = clock  # frozen in tests of calling windows
 
@@ -194,7 +291,7 @@ class Store:
         attempt count ``due_calls`` read), the attempt row with its reservation amount, and
         the ledger's hold."""
         now = utcnow()
-        calls, attempts = Call.__table__, CallAttempt.__table__
+        calls = Call.__table__
         with self.sessions() as session:
             conn = session.connection()
             if due.attempts_count is None or due.rate_per_minute is None or due.pulse_seconds is None:
@@ -211,13 +308,9 @@ class Store:
                 rate, pulse = due.rate_per_minute, due.pulse_seconds
             attempt_id = next_attempt_id or new_id()
             attempt_no = attempts_count + 1
-            claimed = conn.execute(
-                sa.update(calls)
-                .where(calls.c.id == due.call_id, calls.c.status == CallStatus.QUEUED,
-                       calls.c.attempts_count == attempts_count, calls.c.cancel_requested_at.is_(None))
-                .values(status=CallStatus.DIALING, attempts_count=attempt_no, live_attempt_id=attempt_id,
-                        next_attempt_id=None, next_attempt_at=None, updated_at=now)
-            ).rowcount
+            claimed = conn.execute(_CLAIM, {
+                "b_call_id": due.call_id, "b_attempts_count": attempts_count, "b_attempt_no": attempt_no,
+                "b_attempt_id": attempt_id, "b_now": now}).rowcount
             if claimed != 1:
                 session.rollback()
                 return None
@@ -233,10 +326,10 @@ class Store:
             except ledger.InsufficientBalance:
                 session.rollback()
                 raise
-            conn.execute(sa.insert(attempts).values(
-                id=attempt_id, call_id=due.call_id, account_id=due.account_id, attempt_no=attempt_no,
-                node=self.node, status=CallStatus.DIALING, dialed_number=due.phone_number, started_at=now,
-                reserved_amount=amount))
+            conn.execute(_INSERT_ATTEMPT, {
+                "id": attempt_id, "call_id": due.call_id, "account_id": due.account_id, "attempt_no": attempt_no,
+                "node": self.node, "status": CallStatus.DIALING, "dialed_number": due.phone_number,
+                "started_at": now, "reserved_amount": amount})
             session.commit()
         return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
 
@@ -283,38 +376,39 @@ class Store:
             return done == 1
 
     # -- live states ---------------------------------------------------------------------
-    def _advance(self, attempt_id: str, to: CallStatus, field: str, at: datetime) -> bool:
-        attempts, calls = CallAttempt.__table__, Call.__table__
-        with self.sessions() as session:
-            conn = session.connection()
-            row = conn.execute(
-                sa.select(attempts.c.status, attempts.c.call_id, attempts.c[field])
-                .where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
-            ).one_or_none()
-            if row is None:
+    @staticmethod
+    def _advance_on(conn: sa.Connection, step: Advance) -> bool:
+        """Two conditional UPDATEs, no read: the attempt moves forward (or gets its missing
+        timestamp) while it has not ended; then its call, while the attempt is still the
+        call's live one. Late or repeated events match nothing and write nothing."""
+        attempt_update, call_update = _ADVANCE[step.to]
+        call_id = step.call_id
+        if call_id is None:  # not known to this process (e.g. before reconciliation)
+            call_id = conn.execute(_ATTEMPT_CALL, {"attempt_id": step.attempt_id}).scalar()
+            if call_id is None:
                 return False
-            status, call_id, seen = CallStatus(row[0]), row[1], row[2]
-            new_status = lifecycle.advance(status, to)
-            if new_status == status and seen is not None:
-                return False
-            conn.execute(
-                sa.update(attempts).where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
-                .values({"status": new_status, field: seen or at})
-            )
-            conn.execute(
-                sa.update(calls).where(calls.c.id == call_id, calls.c.live_attempt_id == attempt_id,
-                                       calls.c.status.in_(LIVE))
-                .values(status=new_status, updated_at=utcnow(),
-                        **({"answered_at": at} if to is CallStatus.ANSWERED else {}))
-            )
-            session.commit()
-            return True
+        params = {"attempt_id": step.attempt_id, "to": step.to, "at": step.at}
+        if conn.execute(attempt_update, params).rowcount != 1:
+            return False
+        conn.execute(call_update, {**params, "call_id": call_id, "now": utcnow()})
+        return True
 
-    def mark_ringing(self, attempt_id: str, at: datetime) -> bool:
-        return self._advance(attempt_id, CallStatus.RINGING, "ringing_at", at)
+    def advance_many(self, steps: list[Advance]) -> list[bool]:
+        """Apply live-state steps in order, in one transaction; for each, whether it changed
+        anything. Every step is idempotent, so the whole batch can be applied again."""
+        with self.engine.connect() as conn:
+            done = [self._advance_on(conn, step) for step in steps]
+            if any(done):
+                conn.commit()
+            else:
+                conn.rollback()
+            return done
 
-    def mark_answered(self, attempt_id: str, at: datetime) -> bool:
-        return self._advance(attempt_id, CallStatus.ANSWERED, "answered_at", at)
+    def mark_ringing(self, attempt_id: str, at: datetime, call_id: str | None = None) -> bool:
+        return self.advance_many([Advance(attempt_id, CallStatus.RINGING, at, call_id)])[0]
+
+    def mark_answered(self, attempt_id: str, at: datetime, call_id: str | None = None) -> bool:
+        return self.advance_many([Advance(attempt_id, CallStatus.ANSWERED, at, call_id)])[0]
 
     # -- the end of an attempt --------------------------------------------------------------
     def finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
@@ -324,9 +418,7 @@ class Store:
         conditional UPDATE of the attempt (``WHERE ended_at IS NULL``) makes it happen once;
         then the settlement and the call's new state."""
         now = self.clock()
-        a, c = CallAttempt.__table__.c, Call.__table__.c
-        with self.sessions() as session:
-            conn = session.connection()
+        with self.engine.connect() as conn:
             row = conn.execute(_FINISH_READ, {"attempt_id": attempt_id}).one_or_none()
             if row is None or row.ended_at is not None:
                 return None
@@ -340,20 +432,17 @@ class Store:
             charged = (ledger.ZERO if held.hold is None else held.charged if held.released
                        else min(cost, held.hold))
             ended_at = facts.ended_at or now
-            done = conn.execute(
-                sa.update(CallAttempt.__table__)
-                .where(a.id == attempt_id, a.ended_at.is_(None))
-                .values(ended_at=ended_at, hangup_cause=facts.cause, q850_cause=facts.q850,
-                        sip_status=facts.sip_status, billsec=billsec, duration=facts.duration,
-                        played_ms=facts.played_ms, cost=charged,
-                        answered_at=attempt_answered_at or (facts.answered_at if answered else None),
-                        status=CallStatus.COMPLETED if answered else
-                        lifecycle.outcome_for(facts.cause, answered=False).status)
-            ).rowcount
+            done = conn.execute(_FINISH_ATTEMPT, {
+                "b_attempt_id": attempt_id, "b_ended_at": ended_at, "b_hangup_cause": facts.cause,
+                "b_q850_cause": facts.q850, "b_sip_status": facts.sip_status, "b_billsec": billsec,
+                "b_duration": facts.duration, "b_played_ms": facts.played_ms, "b_cost": charged,
+                "b_answered_at": attempt_answered_at or (facts.answered_at if answered else None),
+                "b_status": CallStatus.COMPLETED if answered else
+                lifecycle.outcome_for(facts.cause, answered=False).status}).rowcount
             if done != 1:
-                session.rollback()
+                conn.rollback()
                 return None
-            charged = ledger.settle_held(session, held, cost, account_id=account_id, call_id=call_id,
+            charged = ledger.settle_held(conn, held, cost, account_id=account_id, call_id=call_id,
                                          attempt_id=attempt_id)
             outcome = lifecycle.outcome_for(facts.cause, answered=answered)
             campaign_status = CampaignStatus(campaign_status) if campaign_status is not None else None
@@ -369,19 +458,18 @@ class Store:
                 window = Window.of(window_start, window_end, timezone)
                 nxt = lifecycle.Next(nxt.status, window.next_open(nxt.next_attempt_at))
             values: dict[str, object] = {
-                "status": nxt.status, "live_attempt_id": None, "next_attempt_at": nxt.next_attempt_at,
-                "last_cause": facts.cause,
-                "last_sip_status": facts.sip_status, "billsec": call_billsec + billsec,
-                "cost": call_cost_so_far + charged, "updated_at": now,
+                "b_call_id": call_id, "b_attempt_id": attempt_id,
+                "b_status": nxt.status, "b_live_attempt_id": None, "b_next_attempt_at": nxt.next_attempt_at,
+                "b_last_cause": facts.cause,
+                "b_last_sip_status": facts.sip_status, "b_billsec": call_billsec + billsec,
+                "b_cost": call_cost_so_far + charged, "b_updated_at": now,
             }
             if answered:
-                values["answered_at"] = attempt_answered_at or facts.answered_at or ended_at
+                values["b_answered_at"] = attempt_answered_at or facts.answered_at or ended_at
             if nxt.final:
-                values["ended_at"] = ended_at
-            conn.execute(
-                sa.update(Call.__table__).where(c.id == call_id, c.live_attempt_id == attempt_id).values(values)
-            )
-            session.commit()
+                values["b_ended_at"] = ended_at
+            conn.execute(_FINISH_CALL[answered, nxt.final], values)
+            conn.commit()
             return Finished(call_id=call_id, attempt_id=attempt_id, status=nxt.status, cause=facts.cause,
                             charged=charged, next_attempt_at=nxt.next_attempt_at)
 
