@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +36,7 @@ from core.models import Account, Call, CallAttempt
 from core.settings import Settings
 from core.states import CallStatus
 from dialer.simulator import control
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_SCALE = 20.0  # simulated seconds per real second
@@ -45,17 +46,6 @@ FINAL = [s.value for s in CallStatus if s.is_final]
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
 
 
 # -- the FreeSWITCH simulator ----------------------------------------------------------------

@@ -26,6 +26,7 @@ import redis
 
 from core.settings import ROOT, Settings
 from tests.conftest import REDIS_URL
+from tests.waiting import wait_for  # noqa: F401  (re-exported for this folder's tests)
 
 OPS_REDIS_URL = os.environ.get("ZC_TEST_OPS_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/11")
 SIM_PASSWORD = "ClueCon"
@@ -154,13 +155,3 @@ class Dialer:
                 self.proc.wait(5)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
