@@ -15,7 +15,8 @@ from api.context import Services
 from billing import ledger
 from billing.rating import money_str
 from core.accounts import AccountError, create_account
-from core.models import Account
+from core.db import utcnow
+from core.models import Account, ApiKey, User
 from core.settings import ROOT
 from core.states import LedgerKind
 
@@ -31,6 +32,14 @@ def _out(payload: dict[str, Any]) -> None:
 def _fail(message: str, code: str = "ERROR") -> None:
     click.echo(json.dumps({"error": {"code": code, "message": message}}), err=True)
     sys.exit(1)
+
+
+def _get_or_fail(session: Any, model: Any, row_id: str, what: str) -> Any:
+    """The row, or a NOT_FOUND JSON error and exit status 1."""
+    row = session.get(model, row_id)
+    if row is None:
+        _fail(f"no {what} {row_id}", "NOT_FOUND")
+    return row
 
 
 def _money(raw: str, what: str) -> Decimal:
@@ -132,10 +141,7 @@ def register_cli(app: Flask) -> None:
         """Change an account's rate, pulse or concurrent-call limit."""
         svc = _services(app)
         with svc.sessions() as session:
-            acc = session.get(Account, account_id)
-            if acc is None:
-                _fail(f"no account {account_id}", "NOT_FOUND")
-                return
+            acc = _get_or_fail(session, Account, account_id, "account")
             if rate is not None:
                 acc.rate_per_minute = _money(rate, "rate")
             if pulse is not None:
@@ -210,9 +216,7 @@ def register_cli(app: Flask) -> None:
 
         svc = _services(app)
         with svc.sessions() as session:
-            if session.get(Account, account_id) is None:
-                _fail(f"no account {account_id}", "NOT_FOUND")
-                return
+            _get_or_fail(session, Account, account_id, "account")
             row, key = create_key(session, account_id, name)
             session.commit()
             _out({"api_key_id": row.id, "api_key": key, "prefix": row.prefix, "account_id": account_id})
@@ -233,10 +237,7 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
         """An account's balance, reserved and available money, rate and limits."""
         svc = _services(app)
         with svc.sessions() as session:
-            acc = session.get(Account, account_id)
-            if acc is None:
-                _fail(f"no account {account_id}", "NOT_FOUND")
-                return
+            acc = _get_or_fail(session, Account, account_id, "account")
             _out({"account_id": acc.id, "name": acc.name, "active": acc.active, "currency": acc.currency,
                   "balance": money_str(acc.balance), "reserved": money_str(acc.reserved),
                   "available": money_str(acc.balance - acc.reserved),
@@ -247,15 +248,9 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
     @click.argument("key_id")
     def keys_revoke(key_id: str) -> None:
         """Revoke an API key: requests with it answer 401 (API_KEY_REVOKED) from now on."""
-        from core.db import utcnow
-        from core.models import ApiKey
-
         svc = _services(app)
         with svc.sessions() as session:
-            row = session.get(ApiKey, key_id)
-            if row is None:
-                _fail(f"no API key {key_id}", "NOT_FOUND")
-                return
+            row = _get_or_fail(session, ApiKey, key_id, "API key")
             already = row.revoked_at is not None
             if not already:
                 row.revoked_at = utcnow()
@@ -272,7 +267,6 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
         import sqlalchemy as sa
 
         from core.credentials import hash_password
-        from core.models import User
 
         email = email.strip().lower()
         if "@" not in email or len(email) > 254:
@@ -281,9 +275,7 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
             _fail("the password must have at least 8 characters", "INVALID_USER")
         svc = _services(app)
         with svc.sessions() as session:
-            if session.get(Account, account_id) is None:
-                _fail(f"no account {account_id}", "NOT_FOUND")
-                return
+            _get_or_fail(session, Account, account_id, "account")
             if session.execute(sa.select(User.id).where(User.email == email)).first():
                 _fail(f"a user with email {email} already exists", "CONFLICT")
                 return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,20 +107,21 @@ def _replay(existing: Call, request_fingerprint: str | None) -> tuple[Call, bool
     return existing, False
 
 
-def cancel_queued(session: Session, call_id: str) -> bool:
-    """Cancel a call that is not out on FreeSWITCH; releases its reservation. Commits.
-
-    The conditional UPDATE races safely with the dialer's claim (same condition).
-    """
-    now = utcnow()
-    result = session.execute(
-        sa.update(Call)
-        .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
-        .values(status=CallStatus.CANCELLED, ended_at=now, next_attempt_at=None,
-                cancel_requested_at=now, last_cause="CANCELLED_BY_USER", updated_at=now)
+def end_queued(session: Session, call_id: str, status: CallStatus, cause: str, *,
+               now: datetime | None = None, cancel_requested: bool = False) -> bool:
+    """End a call that is not out on FreeSWITCH, releasing the reservation made for its next
+    attempt. Commits. The conditional UPDATE races safely with the dialer's claim (same
+    condition): exactly one of them wins."""
+    now = now or utcnow()
+    values: dict[str, object] = {"status": status, "last_cause": cause, "ended_at": now,
+                                 "next_attempt_at": None, "updated_at": now}
+    if cancel_requested:
+        values["cancel_requested_at"] = now
+    done = session.execute(
+        sa.update(Call).where(Call.id == call_id, Call.status == CallStatus.QUEUED).values(values)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    ).rowcount
+    if done != 1:
         session.rollback()
         return False
     attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar_one()
@@ -127,6 +129,11 @@ def cancel_queued(session: Session, call_id: str) -> bool:
         ledger.settle(session, attempt_id, ledger.ZERO)
     session.commit()
     return True
+
+
+def cancel_queued(session: Session, call_id: str) -> bool:
+    """The user cancels a call that is not out on FreeSWITCH. Commits."""
+    return end_queued(session, call_id, CallStatus.CANCELLED, "CANCELLED_BY_USER", cancel_requested=True)
 
 
 def request_cancel_live(session: Session, call_id: str) -> bool:

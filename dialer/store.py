@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing import ledger
 from billing.rating import call_cost, reservation_for
 from core import campaigns
+from core.calls import end_queued
 from core.db import utcnow
 from core.models import Account, AudioFile, Call, CallAttempt, Campaign, DncNumber, new_id
 from core.states import CallStatus, CampaignStatus
@@ -359,21 +360,9 @@ class Store:
         return self._end_unqueued(call_id, CallStatus.FAILED, lifecycle.INSUFFICIENT_BALANCE)
 
     def _end_unqueued(self, call_id: str, status: CallStatus, cause: str) -> bool:
-        """End a QUEUED call without dialing it; a reservation made for its next attempt
-        (when the call was placed) is released."""
-        now = self.clock()
+        """End a QUEUED call without dialing it (its reservation, if any, is released)."""
         with self.sessions() as session:
-            done = session.execute(
-                sa.update(Call)
-                .where(Call.id == call_id, Call.status == CallStatus.QUEUED)
-                .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar()
-            if done and attempt_id:
-                ledger.settle(session, attempt_id, ledger.ZERO)
-            session.commit()
-            return done == 1
+            return end_queued(session, call_id, status, cause, now=self.clock())
 
     # -- live states ---------------------------------------------------------------------
     @staticmethod
