@@ -56,7 +56,7 @@ from zoneinfo import ZoneInfo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dialer.simulator import control  # noqa: E402
+from simulator import control  # noqa: E402
 
 SIM_PASSWORD = "ClueCon"
 TARGET_CPS = 200.0
@@ -146,7 +146,7 @@ class Simulator:
     def __init__(self, log_dir: Path, *args: str) -> None:
         self.log = open(log_dir / f"sim-{secrets.token_hex(3)}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", "0",
+            [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0",
              "--password", SIM_PASSWORD, "--time-scale", "1", "--heartbeat", "0", "--mode", "load",
              "--max-channels", "0", "--seed", "7", *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)

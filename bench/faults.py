@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dialer.simulator import control  # noqa: E402
+from simulator import control  # noqa: E402
 
 SIM_PASSWORD = "ClueCon"
 TIME_SCALE = 20.0
@@ -228,7 +228,7 @@ class Simulator:
         deadline = time.monotonic() + 20
         while True:
             self.proc = Proc("simulator", [
-                sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", str(self.port),
+                sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(self.port),
                 "--password", SIM_PASSWORD, "--time-scale", str(TIME_SCALE), "--heartbeat", "0",
                 "--call-log", str(self.call_log)], self.log, stdout_pipe=True)
             stdout = self.proc.proc.stdout

@@ -20,7 +20,8 @@ CHANNEL_HANGUP_COMPLETE carries the outcome; BACKGROUND_JOB only matters for
 failures without any channel (``-ERR INVALID_GATEWAY``), and we send our own
 ``Job-UUID: <attempt uuid>`` so that result maps to the attempt.
 
-Raw ESL header blocks stay inside this module: the rest of the dialer receives
+Bytes are framed and parsed by :mod:`dialer.esl_wire` (shared with the simulator and
+the replay server). Raw ESL header blocks stay inside this module: the rest of the dialer receives
 the frozen domain events of :mod:`dialer.events` through ``on_event``.
 
 ``EslConnection`` subclasses greenswitch's ``InboundESL`` and replaces the
@@ -55,8 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, BinaryIO
-from urllib.parse import unquote
+from typing import Any
 
 import gevent
 import gevent.event
@@ -65,6 +65,15 @@ import gevent.queue
 import gevent.socket
 from greenswitch.esl import InboundESL  # type: ignore[import-untyped]
 
+from dialer.esl_wire import (
+    EslError,
+    EslProtocolError,
+    RawEvent,
+    Reply,
+    parse_json_event,
+    parse_plain_event,
+    read_message,
+)
 from dialer.events import (
     ChannelAnswered,
     ChannelHangup,
@@ -84,14 +93,8 @@ __all__ = [
     "EslConnection",
     "EslDisconnected",
     "EslError",
-    "EslProtocolError",
     "EslTimeout",
-    "RawEvent",
-    "Reply",
     "build_originate",
-    "parse_json_event",
-    "parse_plain_event",
-    "read_message",
     "translate",
 ]
 
@@ -112,17 +115,10 @@ DIALER_EVENTS: tuple[str, ...] = (
 #: offset in samples converts to milliseconds with this rate.
 AUDIO_SAMPLE_RATE = 8000
 
-MAX_LINE = 64 * 1024
-MAX_OUTER_HEADERS = 64
-MAX_BODY = 32 * 1024 * 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class EslError(Exception):
-    """Base class of every error raised by the adapter."""
 
 
 class EslDisconnected(EslError):
@@ -140,148 +136,6 @@ class EslAuthError(EslError):
 class EslCommandError(EslError):
     """FreeSWITCH answered a command with an error (``-ERR ...``)."""
 
-
-class EslProtocolError(EslError):
-    """The byte stream is not valid ESL framing (includes EOF inside a message)."""
-
-
-# --------------------------------------------------------------------------- wire format
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A ``command/reply`` or ``api/response`` message."""
-
-    headers: dict[str, str]
-    body: bytes = b""
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
-
-    @property
-    def reply_text(self) -> str:
-        return self.headers.get("Reply-Text", "")
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    @property
-    def ok(self) -> bool:
-        """True unless FreeSWITCH answered ``-ERR ...``."""
-        if self.content_type == "api/response":
-            return not self.text.startswith("-ERR")
-        return self.reply_text.startswith("+OK")
-
-
-@dataclass(frozen=True)
-class RawEvent:
-    """One ESL event: decoded headers and the optional event body.
-
-    Internal to the adapter; the dialer only sees :mod:`dialer.events`.
-    """
-
-    headers: dict[str, str]
-    body: str | None = None
-    content_type: str = "text/event-plain"
-
-    @property
-    def name(self) -> str:
-        return self.headers.get("Event-Name", "")
-
-
-def _split_header(line: bytes) -> tuple[str, str] | None:
-    """``b"Name: value\\n"`` -> ``("Name", "value")``; None for a line without a colon."""
-    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
-    name, sep, value = text.partition(":")
-    if not sep or not name:
-        return None
-    value = value.removeprefix(" ")
-    return name.strip(), value
-
-
-def read_message(stream: BinaryIO) -> tuple[dict[str, str], bytes] | None:
-    """Read one ESL message (outer header block + ``Content-Length`` body).
-
-    Returns None on a clean EOF between messages.  EOF anywhere inside a
-    message, an over-long line or a bad ``Content-Length`` raise
-    :class:`EslProtocolError`; the caller ends the connection.
-    """
-    headers: dict[str, str] = {}
-    while True:
-        line = stream.readline(MAX_LINE)
-        if not line:
-            if headers:
-                raise EslProtocolError("connection closed inside a header block")
-            return None
-        if not line.endswith(b"\n"):
-            if len(line) >= MAX_LINE:
-                raise EslProtocolError(f"header line longer than {MAX_LINE} bytes")
-            raise EslProtocolError("connection closed inside a header line")
-        if line in (b"\n", b"\r\n"):
-            if headers:
-                break
-            continue  # stray blank line between messages
-        pair = _split_header(line)
-        if pair is not None:
-            headers[pair[0]] = pair[1]
-            if len(headers) > MAX_OUTER_HEADERS:
-                raise EslProtocolError("too many headers in one message")
-    length_text = headers.get("Content-Length")
-    if length_text is None:
-        return headers, b""
-    try:
-        length = int(length_text)
-    except ValueError:
-        raise EslProtocolError(f"bad Content-Length {length_text!r}") from None
-    if length < 0 or length > MAX_BODY:
-        raise EslProtocolError(f"Content-Length {length} out of range")
-    body = stream.read(length) if length else b""
-    if len(body) != length:
-        raise EslProtocolError(
-            f"connection closed after {len(body)} of {length} body bytes"
-        )
-    return headers, body
-
-
-def parse_plain_event(data: bytes) -> RawEvent:
-    """Parse the body of a ``text/event-plain`` message.
-
-    Lines are split first and each value is percent-decoded on its own, so an
-    encoded line break inside a value stays inside that value.  An inner
-    ``Content-Length`` (BACKGROUND_JOB) announces a raw body after the blank line.
-    """
-    head, _, rest = data.partition(b"\n\n")
-    headers: dict[str, str] = {}
-    # the whole block decoded at once (a line break never falls inside a UTF-8 sequence),
-    # then each line as ``_split_header`` splits it; most values need no percent-decoding
-    for line in head.decode("utf-8", "replace").split("\n"):
-        name, sep, value = line.rstrip("\r\n").partition(":")
-        if not sep or not name:
-            continue
-        value = value.removeprefix(" ")
-        headers[name.strip()] = unquote(value, encoding="utf-8", errors="replace") if "%" in value else value
-    body: str | None = None
-    if "Content-Length" in headers:
-        try:
-            length = int(headers["Content-Length"])
-        except ValueError:
-            raise EslProtocolError("bad inner Content-Length") from None
-        if length < 0 or length > len(rest):
-            raise EslProtocolError("inner body shorter than its Content-Length")
-        body = rest[:length].decode("utf-8", "replace")
-    return RawEvent(headers, body, "text/event-plain")
-
-
-def parse_json_event(data: bytes) -> RawEvent:
-    """Parse the body of a ``text/event-json`` message (body in ``_body``)."""
-    obj = json.loads(data.decode("utf-8", "replace"))
-    if not isinstance(obj, dict):
-        raise EslProtocolError("JSON event is not an object")
-    body = obj.get("_body")
-    headers = {str(k): str(v) for k, v in obj.items() if k != "_body"}
-    return RawEvent(headers, None if body is None else str(body), "text/event-json")
 
 
 # --------------------------------------------------------------------------- translation

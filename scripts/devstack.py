@@ -121,9 +121,10 @@ Ctrl-C stops everything.
     env = {**os.environ, "REDIS_URL": redis_url, "VAR_DIR": str(settings.var_dir), "WEB_PORT": port,
            "FS_PORT": fs_port, "DASHBOARD_PASSWORD": dash_pw_file.read_text().strip(),
            "DASHBOARD_PORT": os.environ.get("DASHBOARD_PORT", "9181")}
-    procfile = ROOT / ("Procfile.dev" if "FS_HOST" not in os.environ else "Procfile.local")
+    # with FS_HOST set a real FreeSWITCH is used: every process of Procfile.dev but the simulator
+    processes = [] if "FS_HOST" not in os.environ else ["web", "worker", "dialer", "dashboard"]
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-    os.execvpe(honcho, [honcho, "-d", str(ROOT), "-f", str(procfile), "start"], env)
+    os.execvpe(honcho, [honcho, "-d", str(ROOT), "-f", str(ROOT / "Procfile.dev"), "start", *processes], env)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Calls are placed through the API (an in-process app on the session's database and
 Redis, rate limits off); the API enqueues RQ jobs; ``python -m dialer`` subprocesses
 take them, claim attempts in SQL and originate over real ESL sockets to
-``python -m dialer.simulator`` subprocesses; the tests then read SQL, Redis and the
+``python -m simulator`` subprocesses; the tests then read SQL, Redis and the
 simulator's own statistics.
 
 Every process started here is killed at teardown, also when the test failed. Every
@@ -35,7 +35,7 @@ from billing.rating import call_cost
 from core.models import Account, Call, CallAttempt
 from core.settings import Settings
 from core.states import CallStatus
-from dialer.simulator import control
+from simulator import control
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def esl_api(port: int, command: str, timeout: float = 5.0) -> str:
 
 
 class SimProcess:
-    """``python -m dialer.simulator`` on port 0 (or a given port, for a restart)."""
+    """``python -m simulator`` on port 0 (or a given port, for a restart)."""
 
     def __init__(self, log_dir: Path, *args: str, port: int = 0, time_scale: float = TIME_SCALE) -> None:
         self.args = args
@@ -73,7 +73,7 @@ class SimProcess:
         deadline = time.monotonic() + 15
         while True:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", str(port),
+                [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port),
                  "--password", SIM_PASSWORD, "--time-scale", str(self.time_scale), "--heartbeat", "0",
                  "--call-log", str(self.call_log), *self.args],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)

@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.queue
-import pytest
 
-from dialer.esl import RawEvent, parse_json_event, parse_plain_event, read_message
-
-CAPTURES = Path(os.environ.get("ZC_ESL_CAPTURES", "/work/shared/esl-captures"))
+from dialer.esl_wire import RawEvent, parse_json_event, parse_plain_event, read_message
+from tests.fixtures import CAPTURES
 
 
 def capture(name: str) -> bytes:
-    path = CAPTURES / name
-    if not path.exists():
-        pytest.skip(f"capture {path} not available")
-    return path.read_bytes()
+    return (CAPTURES / name).read_bytes()
 
 
 def sent_commands(name: str) -> list[str]:
@@ -37,12 +30,8 @@ def sent_commands(name: str) -> list[str]:
 
 
 def index() -> dict[str, Any]:
-    """The captures' index.json ({} when the captures are not available:
-    parametrized capture tests then collect nothing)."""
-    path = CAPTURES / "index.json"
-    if not path.exists():
-        return {}
-    result: dict[str, Any] = json.loads(path.read_text())
+    """The captures' index.json."""
+    result: dict[str, Any] = json.loads((CAPTURES / "index.json").read_text())
     return result
 
 

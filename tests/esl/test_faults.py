@@ -20,9 +20,9 @@ from dialer.esl import (
     EslClient,
     EslConnection,
     EslDisconnected,
-    EslError,
     EslTimeout,
 )
+from dialer.esl_wire import EslError
 from dialer.events import ChannelAnswered, ConnectionLost
 
 from .conftest import Collector

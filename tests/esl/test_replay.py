@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 from dialer.esl import EslAuthError, EslClient, EslCommandError, EslConnection
-from dialer.esl_replay import ReplayServer
 from dialer.events import (
     ChannelAnswered,
     ChannelHangup,
@@ -17,6 +16,7 @@ from dialer.events import (
     PlaybackStarted,
     PlaybackStopped,
 )
+from simulator.replay import ReplayServer
 
 from .conftest import Collector, capture, index, sent_commands
 

@@ -1,8 +1,7 @@
-"""EslClient end to end against the FreeSWITCH simulator (``python -m dialer.simulator``)."""
+"""EslClient end to end against the FreeSWITCH simulator (``python -m simulator``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import uuid as uuidlib
 import wave
@@ -26,9 +25,6 @@ from dialer.events import (
 
 from .conftest import Collector
 
-if importlib.util.find_spec("dialer.simulator.__main__") is None:
-    pytest.skip("the FreeSWITCH simulator is not in this tree", allow_module_level=True)
-
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +34,7 @@ CALLER = "5550000000"
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[tuple[str, int, gevent.subprocess.Popen]]:
     proc = gevent.subprocess.Popen(
-        [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0",
          "--password", "ClueCon", "--time-scale", "10"],
         cwd=ROOT,
         stdout=gevent.subprocess.PIPE,

@@ -7,13 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dialer.esl import (
-    EslProtocolError,
-    RawEvent,
-    parse_plain_event,
-    read_message,
-    translate,
-)
+from dialer.esl import translate
+from dialer.esl_wire import EslProtocolError, RawEvent, parse_plain_event, read_message
 from dialer.events import (
     ChannelAnswered,
     ChannelHangup,

@@ -110,12 +110,12 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 class Simulator:
-    """``python -m dialer.simulator`` on a free port."""
+    """``python -m simulator`` on a free port."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log = open(log_dir / f"sim-{secrets.token_hex(3)}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", "0",
+            [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0",
              "--password", SIM_PASSWORD, "--heartbeat", "0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None

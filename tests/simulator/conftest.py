@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class SimProcess:
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dialer.simulator", "--host", "127.0.0.1", "--port", "0",
+            [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0",
              "--password", "ClueCon", *args],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

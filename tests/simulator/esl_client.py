@@ -5,9 +5,10 @@ import os
 import socket
 import time
 
-from dialer.simulator.wire import Message, StreamReader, parse_stream
+from dialer.esl_wire import Message, StreamReader, parse_stream
+from tests.fixtures import CAPTURES as FIXTURE_CAPTURES
 
-CAPTURES = os.environ.get("ZC_ESL_CAPTURES", "/work/shared/esl-captures")
+CAPTURES = str(FIXTURE_CAPTURES)
 
 
 def load_capture(name: str) -> list[Message]:

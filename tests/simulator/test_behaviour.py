@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from dialer.simulator.wire import FrameError
+from dialer.esl_wire import FrameError
 
 from .esl_client import RawClient, is_event
 
@@ -229,7 +229,7 @@ def test_shipped_templates_match_builder(tmp_path, capsys):
     """templates.json is exactly what build_templates makes from the captures."""
     import os
 
-    from dialer.simulator import build_templates
+    from simulator import build_templates
 
     from .esl_client import CAPTURES
 

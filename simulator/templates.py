@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from . import wire
+from dialer import esl_wire as wire
 
 SENTINEL = "\x01"
 VARS = object()  # slot for the originate's {k=v} channel variables

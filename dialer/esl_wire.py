@@ -1,14 +1,187 @@
-"""ESL wire format: FreeSWITCH's percent-encoding, message framing and a strict parser.
+"""The ESL wire format, the one place it is written: framing, parsing and percent-coding.
+
+Used by the dialer's adapter (``dialer.esl``), the FreeSWITCH simulator and the capture replay
+server, so all three frame and parse bytes the same way.
 
 Framing (as a real FreeSWITCH 1.11 sends it): every message is a block of ``Name: value``
 lines ended by an empty line (LF only). With ``Content-Length: N`` exactly N body bytes follow
 and nothing else. Events put ``Content-Length`` before ``Content-Type``; api/response and
-disconnect notices put ``Content-Type`` first.
+disconnect notices put ``Content-Type`` first. Event bodies of ``text/event-plain`` are
+header blocks again, with every value percent-encoded (``switch_url_encode``).
+
+Two readers:
+
+* :func:`read_message` + :func:`parse_plain_event` / :func:`parse_json_event`: the adapter's
+  fast path (headers into a dict, each value decoded on its own, EOF anywhere inside a message
+  is an error);
+* :func:`parse_stream` / :class:`StreamReader` / :class:`Message` / :class:`Event`: strict and
+  order-preserving, for the simulator's templates, the replay server and the tests that compare
+  the simulator's bytes with the captures.
+
+Writers: :func:`url_encode` and the frame builders (``auth_request``, ``command_reply``,
+``api_response``, ``disconnect_notice``, ``plain_event``, ``json_event``).
 """
+
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import unquote
+
+MAX_LINE = 64 * 1024
+MAX_OUTER_HEADERS = 64
+MAX_BODY = 32 * 1024 * 1024
+
+
+class EslError(Exception):
+    """Base class of every error raised by the adapter."""
+
+
+class EslProtocolError(EslError):
+    """The byte stream is not valid ESL framing (includes EOF inside a message)."""
+
+
+# --------------------------------------------------------------------------- reading (adapter)
+
+@dataclass(frozen=True)
+class Reply:
+    """A ``command/reply`` or ``api/response`` message."""
+
+    headers: dict[str, str]
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def reply_text(self) -> str:
+        return self.headers.get("Reply-Text", "")
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def ok(self) -> bool:
+        """True unless FreeSWITCH answered ``-ERR ...``."""
+        if self.content_type == "api/response":
+            return not self.text.startswith("-ERR")
+        return self.reply_text.startswith("+OK")
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One ESL event: decoded headers and the optional event body.
+
+    Internal to the adapter; the dialer only sees :mod:`dialer.events`.
+    """
+
+    headers: dict[str, str]
+    body: str | None = None
+    content_type: str = "text/event-plain"
+
+    @property
+    def name(self) -> str:
+        return self.headers.get("Event-Name", "")
+
+
+def _split_header(line: bytes) -> tuple[str, str] | None:
+    """``b"Name: value\\n"`` -> ``("Name", "value")``; None for a line without a colon."""
+    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+    name, sep, value = text.partition(":")
+    if not sep or not name:
+        return None
+    value = value.removeprefix(" ")
+    return name.strip(), value
+
+
+def read_message(stream: BinaryIO) -> tuple[dict[str, str], bytes] | None:
+    """Read one ESL message (outer header block + ``Content-Length`` body).
+
+    Returns None on a clean EOF between messages.  EOF anywhere inside a
+    message, an over-long line or a bad ``Content-Length`` raise
+    :class:`EslProtocolError`; the caller ends the connection.
+    """
+    headers: dict[str, str] = {}
+    while True:
+        line = stream.readline(MAX_LINE)
+        if not line:
+            if headers:
+                raise EslProtocolError("connection closed inside a header block")
+            return None
+        if not line.endswith(b"\n"):
+            if len(line) >= MAX_LINE:
+                raise EslProtocolError(f"header line longer than {MAX_LINE} bytes")
+            raise EslProtocolError("connection closed inside a header line")
+        if line in (b"\n", b"\r\n"):
+            if headers:
+                break
+            continue  # stray blank line between messages
+        pair = _split_header(line)
+        if pair is not None:
+            headers[pair[0]] = pair[1]
+            if len(headers) > MAX_OUTER_HEADERS:
+                raise EslProtocolError("too many headers in one message")
+    length_text = headers.get("Content-Length")
+    if length_text is None:
+        return headers, b""
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise EslProtocolError(f"bad Content-Length {length_text!r}") from None
+    if length < 0 or length > MAX_BODY:
+        raise EslProtocolError(f"Content-Length {length} out of range")
+    body = stream.read(length) if length else b""
+    if len(body) != length:
+        raise EslProtocolError(
+            f"connection closed after {len(body)} of {length} body bytes"
+        )
+    return headers, body
+
+
+def parse_plain_event(data: bytes) -> RawEvent:
+    """Parse the body of a ``text/event-plain`` message.
+
+    Lines are split first and each value is percent-decoded on its own, so an
+    encoded line break inside a value stays inside that value.  An inner
+    ``Content-Length`` (BACKGROUND_JOB) announces a raw body after the blank line.
+    """
+    head, _, rest = data.partition(b"\n\n")
+    headers: dict[str, str] = {}
+    # the whole block decoded at once (a line break never falls inside a UTF-8 sequence),
+    # then each line as ``_split_header`` splits it; most values need no percent-decoding
+    for line in head.decode("utf-8", "replace").split("\n"):
+        name, sep, value = line.rstrip("\r\n").partition(":")
+        if not sep or not name:
+            continue
+        value = value.removeprefix(" ")
+        headers[name.strip()] = unquote(value, encoding="utf-8", errors="replace") if "%" in value else value
+    body: str | None = None
+    if "Content-Length" in headers:
+        try:
+            length = int(headers["Content-Length"])
+        except ValueError:
+            raise EslProtocolError("bad inner Content-Length") from None
+        if length < 0 or length > len(rest):
+            raise EslProtocolError("inner body shorter than its Content-Length")
+        body = rest[:length].decode("utf-8", "replace")
+    return RawEvent(headers, body, "text/event-plain")
+
+
+def parse_json_event(data: bytes) -> RawEvent:
+    """Parse the body of a ``text/event-json`` message (body in ``_body``)."""
+    obj = json.loads(data.decode("utf-8", "replace"))
+    if not isinstance(obj, dict):
+        raise EslProtocolError("JSON event is not an object")
+    body = obj.get("_body")
+    headers = {str(k): str(v) for k, v in obj.items() if k != "_body"}
+    return RawEvent(headers, None if body is None else str(body), "text/event-json")
+
+
+# --------------------------------------------------------------------------- percent-coding and writing
 
 # Characters FreeSWITCH's switch_url_encode() escapes besides control / non-ASCII bytes.
 _ESCAPED = set(b'\r\n #%&+:;<=>?@[\\]^`{|}"')
@@ -42,12 +215,9 @@ def url_encode(value: str) -> str:
 
 def url_decode(value: str) -> str:
     """Inverse of :func:`url_encode` (not exact for values that contained ``%XX``)."""
-    from urllib.parse import unquote
-
     return unquote(value)
 
 
-# --- framing of outgoing messages -------------------------------------------------------
 
 def auth_request() -> bytes:
     return b"Content-Type: auth/request\n\n"
@@ -86,20 +256,25 @@ def json_event(pairs: list[tuple[str, str]], body: str | None = None) -> bytes:
     return b"Content-Length: %d\nContent-Type: text/event-json\n\n%s" % (len(data), data)
 
 
-# --- strict parser (used by the template builder and by tests) -------------------------
+# --------------------------------------------------------------------------- strict reading (simulator, replay, tests)
 
 class FrameError(ValueError):
     pass
 
 
 class Message:
-    """One ESL message: outer headers (ordered) and raw body bytes."""
+    """One ESL message: outer headers (ordered), raw body bytes and the message's own bytes."""
 
-    __slots__ = ("headers", "body")
+    __slots__ = ("headers", "body", "raw")
 
-    def __init__(self, headers: list[tuple[str, str]], body: bytes):
+    def __init__(self, headers: list[tuple[str, str]], body: bytes, raw: bytes = b""):
         self.headers = headers
         self.body = body
+        self.raw = raw
+
+    @property
+    def is_reply(self) -> bool:
+        return self.content_type in ("command/reply", "api/response")
 
     def get(self, name: str, default: str | None = None) -> str | None:
         for k, v in self.headers:
@@ -196,6 +371,7 @@ def parse_stream(data: bytes, allow_partial: bool = False) -> list[Message]:
     i = 0
     n = len(data)
     while i < n:
+        start = i
         end = data.find(b"\n\n", i)
         if end < 0:
             if allow_partial:
@@ -213,7 +389,7 @@ def parse_stream(data: bytes, allow_partial: bool = False) -> list[Message]:
                 raise FrameError(f"truncated body at {i}")
             body = data[i:i + ln]
             i += ln
-        msgs.append(Message(headers, body))
+        msgs.append(Message(headers, body, data[start:i]))
     return msgs
 
 
@@ -241,8 +417,8 @@ class StreamReader:
                 ln = int(length) if length is not None else 0
                 if len(self.buf) >= end + 2 + ln:
                     body = self.buf[end + 2:end + 2 + ln]
-                    self.buf = self.buf[end + 2 + ln:]
-                    return Message(headers, body)
+                    raw, self.buf = self.buf[:end + 2 + ln], self.buf[end + 2 + ln:]
+                    return Message(headers, body, raw)
             if not self._fill():
                 if self.buf:
                     raise FrameError(f"EOF inside a message ({len(self.buf)} bytes pending)")

@@ -10,7 +10,7 @@ import uuid as uuidlib
 
 import gevent
 
-from . import wire
+from dialer import esl_wire as wire
 
 
 class Commands:

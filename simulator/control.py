@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from dialer.esl import EslProtocolError, read_message
+from dialer.esl_wire import EslProtocolError, read_message
 
 
 def esl_api(port: int, command: str, *, host: str = "127.0.0.1", password: str = "ClueCon",

@@ -1,6 +1,7 @@
 """Build ``templates.json`` (the simulator's event templates) from real FreeSWITCH captures.
 
-Run: ``python -m dialer.simulator.build_templates /path/to/esl-captures``. The simulator only
+Run: ``python -m simulator.build_templates [captures dir]`` (default: the repository's
+``tests/fixtures/esl-captures``). The simulator only
 reads the generated JSON at runtime, never the captures.
 
 For every capture the dialer leg's (A leg's) events are taken in wire order, with the
@@ -21,7 +22,7 @@ import os
 import re
 import sys
 
-from .wire import parse_stream
+from dialer.esl_wire import parse_stream
 
 S = "\x01"
 
@@ -403,5 +404,5 @@ def main(cdir: str, out_path: str) -> None:
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    main(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/esl-captures",
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "fixtures", "esl-captures"),
          os.path.join(here, "templates.json"))

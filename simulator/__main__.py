@@ -1,6 +1,6 @@
 from gevent import monkey; monkey.patch_all()  # noqa: E702,I001 - must run before anything else
 
-"""``python -m dialer.simulator --host H --port P --password PW [options]``.
+"""``python -m simulator --host H --port P --password PW [options]``.
 
 Prints ``LISTENING <host>:<port>`` once bound (``--port 0`` picks a free port).
 """
@@ -20,7 +20,7 @@ def _range(text: str) -> tuple:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dialer.simulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8021)
     p.add_argument("--password", default="ClueCon")

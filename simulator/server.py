@@ -16,7 +16,8 @@ import gevent
 from gevent.event import Event
 from gevent.server import StreamServer
 
-from . import wire
+from dialer import esl_wire as wire
+
 from .calls import Call, LoadProfile, OriginateError, outcome_for_digit, parse_originate
 from .templates import TemplateSet, default_templates
 

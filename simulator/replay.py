@@ -23,7 +23,6 @@ capture has been sent, so events still follow the commands that caused them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -31,38 +30,11 @@ import gevent.event
 import gevent.server
 import gevent.socket as socket
 
+from dialer import esl_wire as wire
+
 log = logging.getLogger(__name__)
 
-REPLY_TYPES = ("command/reply", "api/response")
-_ACCEPTED = b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
-
-
-@dataclass(frozen=True)
-class Message:
-    content_type: str
-    raw: bytes
-
-    @property
-    def is_reply(self) -> bool:
-        return self.content_type in REPLY_TYPES
-
-
-def split_messages(data: bytes) -> list[Message]:
-    """Split a capture into ESL messages (outer header block + body)."""
-    messages: list[Message] = []
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n\n", pos)
-        headers: dict[str, str] = {}
-        for line in data[pos:end].decode("utf-8", "replace").split("\n"):
-            name, _, value = line.partition(": ")
-            headers[name] = value
-        stop = end + 2 + int(headers.get("Content-Length", "0"))
-        if stop > len(data):
-            raise ValueError(f"capture truncated inside a message at byte {pos}")
-        messages.append(Message(headers.get("Content-Type", ""), data[pos:stop]))
-        pos = stop
-    return messages
+_ACCEPTED = wire.command_reply("+OK accepted")
 
 
 def _read_command(reader: Any) -> str | None:
@@ -86,7 +58,7 @@ class ReplayServer:
     def __init__(self, capture: bytes, *, mode: str = "single") -> None:
         if mode not in ("single", "split"):
             raise ValueError(mode)
-        self.messages = split_messages(capture)
+        self.messages = wire.parse_stream(capture)
         self.mode = mode
         self.commands: list[list[str]] = []  # per connection, in arrival order
         self._server = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
@@ -160,7 +132,7 @@ class ReplayServer:
             cursor = replies[0] + 1
 
     def _serve_split(self, sock: Any, reader: Any, received: list[str]) -> None:
-        sock.sendall(b"Content-Type: auth/request\n\n")
+        sock.sendall(wire.auth_request())
         auth = _read_command(reader)
         if auth is None:
             return
