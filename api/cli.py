@@ -291,8 +291,7 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
         node cap usage. Exit status 1 when no dialer is alive."""
         import redis as redis_lib
 
-        from api.metrics import node_cap_usage
-        from api.resources.health import live_dialers
+        from core.redis_keys import HEARTBEAT_PREFIX, cap_key, live_dialers, node_cap_usage
 
         client = _services(app).redis
         try:
@@ -313,12 +312,12 @@ def register_ops_cli(app: Flask, accounts_cli: AppGroup, keys_cli: AppGroup) -> 
                 "in_flight": state.get("in_flight"), "originates_per_second": state.get("originates_per_second"),
                 "counters": {k.removesuffix("_total"): state.get(k) for k in counter_names if k in state},
                 "heartbeat_age_seconds": state.get("age_seconds"), "started_at": state.get("started_at"),
-                "node_cap": {"key": f"zc:cap:node:{name}", "in_use": usage.get(name, 0),
+                "node_cap": {"key": cap_key("node", name), "in_use": usage.get(name, 0),
                              "limit": state.get("node_max_channels")},
             })
         if not dialers:
             _fail("no live dialer" + (f" on node {node}" if node else "")
-                  + " (no heartbeat younger than 15 s under zc:dialer:*)", "NO_DIALER")
+                  + f" (no heartbeat younger than 15 s under {HEARTBEAT_PREFIX}*)", "NO_DIALER")
             return
         _out({"live": len(dialers), "connected": sum(1 for d in dialers if d["connected"]),
               "in_flight": sum(int(d["in_flight"] or 0) for d in dialers), "dialers": dialers})

@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, has_request_context, request
@@ -44,15 +43,14 @@ from prometheus_client.registry import Collector
 
 from api.context import Services
 from api.errors import error_response
-from api.resources.health import live_dialers
 from core import logs
 from core.models import Call
+from core.redis_keys import live_dialers, node_cap_usage
 
 log = logging.getLogger("zenscall.request")
 
 EXTENSION = "zenscall_metrics"
 CALLS_CACHE_SECONDS = 10.0
-NODE_CAP_PREFIX = "zc:cap:node:"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -132,17 +130,6 @@ class StateCollector(Collector):
             redis_ok = False
         up.add_metric(["redis"], 1.0 if redis_ok else 0.0)
         yield from (in_flight, ops, esl, age, dialers_up, cap_used, cap_limit, depth, up)
-
-
-def node_cap_usage(client: Any) -> dict[str, int]:
-    """Live leases per node cap (expired leases not counted; nothing is written)."""
-    now_ms = int(time.time() * 1000)
-    keys = sorted(client.scan_iter(match=NODE_CAP_PREFIX + "*", count=200))
-    usage = {}
-    for key in keys:
-        name = key.decode() if isinstance(key, bytes) else key
-        usage[name.removeprefix(NODE_CAP_PREFIX)] = int(client.zcount(key, f"({now_ms}", "+inf"))
-    return usage
 
 
 class AppMetrics:

@@ -255,9 +255,10 @@ def add_campaign(engine: Any, account_id: str, audio_id: str, calls: int, prefix
     """A PAUSED campaign of ``calls`` queued numbers (bulk insert); started by ``run_campaign``."""
     import sqlalchemy as sa
 
+    from core.call_states import CallStatus
+    from core.campaign_states import CampaignStatus
     from core.db import utcnow
     from core.models import Call, Campaign
-    from core.states import CallStatus, CampaignStatus
 
     campaign_id = str(uuid.uuid4())
     start, end = wide_window()
@@ -290,8 +291,9 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
                      campaign_id: str, calls: int, name: str) -> dict[str, Any]:
     import sqlalchemy as sa
 
+    from core.call_states import CallStatus
+    from core.campaign_states import CampaignStatus
     from core.models import Call, CallAttempt, Campaign
-    from core.states import CallStatus, CampaignStatus
 
     node = f"bench-{name}"
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "VAR_DIR": str(tmp),
@@ -317,8 +319,10 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
         sql0 = beat.get("sql_statements", 0)
         sim.reset()
         if args.py_spy and name == args.py_spy:
-            spy = subprocess.Popen(["py-spy", "record", "-o", str(Path(args.py_spy_out).resolve()), "--pid",
-                                    str(proc.pid), "--rate", "50", "--nonblocking"],
+            out = Path(args.py_spy_out).resolve()
+            fmt = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
+            spy = subprocess.Popen(["py-spy", "record", "-o", str(out), "-f", fmt, "--pid",
+                                    str(proc.pid), "--rate", "100", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             spy = None
@@ -383,8 +387,8 @@ def check_books(engine: Any, account_id: str) -> tuple[bool, str]:
     from sqlalchemy.orm import Session
 
     from billing import ledger
+    from core.call_states import CallStatus
     from core.models import Account, Call, CallAttempt
-    from core.states import CallStatus
 
     final = [s.value for s in CallStatus if s.is_final]
     with Session(engine) as session:

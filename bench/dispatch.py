@@ -28,9 +28,10 @@ from alembic import command
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.cli import alembic_config  # noqa: E402
+from core.call_states import CallStatus  # noqa: E402
+from core.campaign_states import CampaignStatus  # noqa: E402
 from core.db import make_engine, make_session_factory, utcnow  # noqa: E402
 from core.models import Account, AudioFile, Call, Campaign  # noqa: E402
-from core.states import CallStatus, CampaignStatus  # noqa: E402
 from dialer.store import Store  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)

@@ -404,8 +404,8 @@ class Bench:
         """(calls, final calls) of a campaign."""
         import sqlalchemy as sa
 
+        from core.call_states import CallStatus
         from core.models import Call
-        from core.states import CallStatus
 
         final = [s.value for s in CallStatus if s.is_final]
         with self.sql.connect() as conn:

@@ -43,11 +43,12 @@ from alembic import command  # noqa: E402
 
 from api.cli import alembic_config  # noqa: E402
 from campaigns import importer  # noqa: E402
+from core.call_states import CallStatus  # noqa: E402
+from core.campaign_states import CampaignStatus  # noqa: E402
 from core.db import make_engine, utcnow  # noqa: E402
 from core.models import ZERO, Account, AudioFile, Call, Campaign, DncNumber  # noqa: E402
 from core.phone import InvalidPhoneNumber, normalize_pk  # noqa: E402
 from core.settings import load_settings  # noqa: E402
-from core.states import CallStatus, CampaignStatus  # noqa: E402
 
 TARGET_SECONDS = 60.0
 TARGET_MB = 256.0

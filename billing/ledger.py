@@ -315,6 +315,24 @@ def settle_held(db: Session | sa.Connection, held: Held, cost: Decimal, *, accou
     return charge
 
 
+def unsettled_holds(session: Session, account_id: str) -> Decimal:
+    """What is still held for attempts that ended with an unknown outcome (waiting for a settlement)."""
+    from core.call_states import OUTCOME_UNKNOWN
+    from core.models import CallAttempt
+
+    le = LedgerEntry.__table__.c
+    a = CallAttempt.__table__.c
+    rel = LedgerEntry.__table__.alias("rel").c
+    released = sa.exists().where(rel.attempt_id == a.id, rel.kind == LedgerKind.RELEASE)
+    held = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(le.hold), 0))
+        .select_from(LedgerEntry.__table__.join(CallAttempt.__table__, a.id == le.attempt_id))
+        .where(le.account_id == account_id, le.kind == LedgerKind.RESERVE, a.hangup_cause == OUTCOME_UNKNOWN,
+               ~released)
+    ).scalar_one()
+    return Decimal(held)
+
+
 def ledger_totals(session: Session, account_id: str) -> BalanceView:
     """Sums of the ledger (what the account row must always equal)."""
     le = LedgerEntry.__table__.c

@@ -40,11 +40,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from campaigns.csv_reader import CsvError, PhoneCsv
+from core.call_states import CallStatus
+from core.campaign_states import CampaignStatus
 from core.db import make_engine, utcnow
 from core.models import ZERO, Call, Campaign, CampaignRejectedRow, DncNumber
 from core.phone import InvalidPhoneNumber, normalize_pk
 from core.settings import ConfigError, Settings, load_settings
-from core.states import CallStatus, CampaignStatus
 
 log = logging.getLogger("zenscall.campaigns.import")
 
@@ -100,12 +101,6 @@ def enqueue_import(queue: Any, campaign_id: str) -> Any:
                          result_ttl=86400, failure_ttl=7 * 86400, description=f"import_campaign({campaign_id})")
 
 
-def import_stall_seconds() -> int:
-    """``IMPORT_STALL_SECONDS`` (default 120): how long a campaign may stay IMPORTING without a live
-    import before its job is enqueued again."""
-    return _env_int("IMPORT_STALL_SECONDS", 120)
-
-
 def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *, limit: int = 100) -> list[str]:
     """Enqueue again the import of every campaign IMPORTING for more than ``stall_seconds`` whose job
     neither waits on the queue nor runs (its worker was killed, or Redis lost the job).
@@ -145,7 +140,8 @@ def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *,
 _engines: dict[str, Engine] = {}
 
 
-def _default_engine(settings: Settings) -> Engine:
+def engine_for(settings: Settings) -> Engine:
+    """The SQL engine of the import jobs of this worker process (one per database URL)."""
     engine = _engines.get(settings.database_url)
     if engine is None:
         engine = _engines[settings.database_url] = make_engine(settings.database_url, pool_size=2)
@@ -173,7 +169,7 @@ def import_campaign(campaign_id: str, *, settings: Settings | None = None, engin
                     limits: ImportLimits | None = None) -> dict[str, Any]:
     """The RQ job (``IMPORT_JOB``): import the campaign's uploaded CSV; returns a summary."""
     settings = settings or load_settings()
-    engine = engine or _default_engine(settings)
+    engine = engine or engine_for(settings)
     limits = limits or ImportLimits.from_env()
     started = time.monotonic()
     with engine.connect() as conn:

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from billing import ledger
 from billing.rating import reservation_for
+from core import call_states as cs
+from core.call_states import CallStatus, Step
 from core.db import utcnow
 from core.models import Account, AudioFile, Call, new_id
-from core.states import CallStatus
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,14 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
         audio_id=new.audio.id,
         phone_number=new.phone_number,
         caller_id=new.caller_id,
-        status=CallStatus.QUEUED,
+        status=cs.check(Step.CREATE, None, CallStatus.QUEUED),
         max_retries=new.max_retries,
         retry_delay_seconds=new.retry_delay_seconds,
         next_attempt_at=utcnow(),
         next_attempt_id=attempt_id,
+        # the terms of the reservation made below: the first attempt is charged at them
+        rate_per_minute=account.rate_per_minute,
+        pulse_seconds=account.pulse_seconds,
         idempotency_key=new.idempotency_key,
         request_fingerprint=request_fingerprint,
     )
@@ -107,18 +111,18 @@ def _replay(existing: Call, request_fingerprint: str | None) -> tuple[Call, bool
     return existing, False
 
 
-def end_queued(session: Session, call_id: str, status: CallStatus, cause: str, *,
+def end_queued(session: Session, call_id: str, step: Step, status: CallStatus, cause: str, *,
                now: datetime | None = None, cancel_requested: bool = False) -> bool:
-    """End a call that is not out on FreeSWITCH, releasing the reservation made for its next
-    attempt. Commits. The conditional UPDATE races safely with the dialer's claim (same
-    condition): exactly one of them wins."""
+    """End a call that is not out on FreeSWITCH (as ``step`` allows), releasing the reservation
+    made for its next attempt. Commits. The conditional UPDATE races safely with the dialer's
+    claim (same condition): exactly one of them wins."""
     now = now or utcnow()
-    values: dict[str, object] = {"status": status, "last_cause": cause, "ended_at": now,
-                                 "next_attempt_at": None, "updated_at": now}
+    values: dict[str, object] = {"status": cs.check(step, CallStatus.QUEUED, status), "last_cause": cause,
+                                 "ended_at": now, "next_attempt_at": None, "updated_at": now}
     if cancel_requested:
         values["cancel_requested_at"] = now
     done = session.execute(
-        sa.update(Call).where(Call.id == call_id, Call.status == CallStatus.QUEUED).values(values)
+        sa.update(Call).where(Call.id == call_id, Call.status.in_(step.sources)).values(values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if done != 1:
@@ -131,20 +135,26 @@ def end_queued(session: Session, call_id: str, status: CallStatus, cause: str, *
     return True
 
 
-def cancel_queued(session: Session, call_id: str) -> bool:
-    """The user cancels a call that is not out on FreeSWITCH. Commits."""
-    return end_queued(session, call_id, CallStatus.CANCELLED, "CANCELLED_BY_USER", cancel_requested=True)
-
-
-def request_cancel_live(session: Session, call_id: str) -> bool:
-    """Mark a live call for hang-up; the dialer kills it and finalises it. Commits."""
-    now = utcnow()
-    result = session.execute(
-        sa.update(Call)
-        .where(Call.id == call_id, Call.status.in_([s.value for s in CallStatus if s.is_live]),
-               Call.cancel_requested_at.is_(None))
-        .values(cancel_requested_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return result.rowcount == 1
+def cancel(session: Session, call_id: str) -> bool:
+    """The customer cancels a call: a queued one ends CANCELLED at once; a live one is marked
+    and the dialer hangs it up (its hangup then ends it CANCELLED). Commits. False when the call
+    is already final. The two steps are tried again if the call moved between them (an attempt
+    that ended and was queued for a retry meanwhile)."""
+    for _ in range(3):
+        if end_queued(session, call_id, Step.CANCEL_QUEUED, CallStatus.CANCELLED, cs.CANCELLED_BY_USER,
+                      cancel_requested=True):
+            return True
+        now = utcnow()
+        marked = session.execute(
+            sa.update(Call)
+            .where(Call.id == call_id, Call.status.in_(Step.REQUEST_CANCEL.sources))
+            .values(cancel_requested_at=sa.func.coalesce(Call.cancel_requested_at, now), updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        session.commit()
+        if marked == 1:
+            return True
+        status = session.execute(sa.select(Call.status).where(Call.id == call_id)).scalar_one_or_none()
+        if status is None or CallStatus(status).is_final:
+            return False
+    return False

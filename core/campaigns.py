@@ -1,9 +1,9 @@
-"""Campaign lifecycle and statistics, in SQL (one transaction per change).
+"""Campaign changes and statistics in SQL, each step as the campaign state machine allows it.
 
-IMPORTING -> RUNNING (or SCHEDULED until ``start_at``) -> COMPLETED, with PAUSED
-(by the user, or by the dialer when the balance cannot pay the next attempt) and
-CANCELLED. Every transition is a conditional UPDATE, so racing requests and the
-dialer cannot move a campaign twice.
+Every status change is a conditional UPDATE whose allowed sources come from
+``core.campaign_states`` (``CampaignStep.sources``), so racing requests and the dialer cannot move
+a campaign twice. Pending calls of a cancelled campaign end through the call state machine
+(``Step.CAMPAIGN_CANCEL``). The functions take a Session or a Connection; each commits.
 """
 
 from __future__ import annotations
@@ -16,110 +16,108 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from core import call_states as cs
+from core.call_states import CallStatus, Step
+from core.campaign_states import ACTIVE, FINAL, PAUSED_BY_USER, CampaignStatus, CampaignStep
 from core.db import utcnow
 from core.models import Call, Campaign
-from core.states import CallStatus, CampaignStatus
 
-ACTIVE = (CampaignStatus.IMPORTING, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-FINAL = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
-LIVE = [s.value for s in CallStatus if s.is_live]
-INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+__all__ = ["ACTIVE", "FINAL", "Stats", "cancel", "complete_finished", "pause", "resume", "start_due", "stats"]
 
-
-class TransitionRefused(Exception):
-    def __init__(self, current: CampaignStatus, wanted: str) -> None:
-        super().__init__(f"cannot {wanted} a campaign that is {current.value}")
-        self.current = current
-        self.wanted = wanted
+Db = Session | sa.Connection
+_campaigns, _calls = Campaign.__table__, Call.__table__
 
 
-def _move(session: Session, campaign_id: str, frm: tuple[CampaignStatus, ...], **values: Any) -> bool:
-    done = session.execute(
-        sa.update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status.in_([s.value for s in frm]))
+def _move(db: Db, campaign_id: str, step: CampaignStep, **values: Any) -> bool:
+    target = values.get("status")
+    if target is not None and target not in step.rule.targets:
+        raise ValueError(f"{step.value} cannot end in {target}")
+    done = db.execute(
+        sa.update(_campaigns)
+        .where(_campaigns.c.id == campaign_id, _campaigns.c.status.in_(step.sources))
         .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
     ).rowcount
     return done == 1
 
 
-def pause(session: Session, campaign_id: str, reason: str = "PAUSED_BY_USER") -> bool:
+def pause(db: Db, campaign_id: str, reason: str = PAUSED_BY_USER) -> bool:
     """Stop dialing new attempts; live calls finish. Commits."""
-    ok = _move(session, campaign_id, (CampaignStatus.RUNNING, CampaignStatus.SCHEDULED),
-               status=CampaignStatus.PAUSED, pause_reason=reason)
-    session.commit()
+    ok = _move(db, campaign_id, CampaignStep.PAUSE, status=CampaignStatus.PAUSED, pause_reason=reason)
+    db.commit()
     return ok
 
 
-def resume(session: Session, campaign_id: str, now: datetime | None = None) -> bool:
+def resume(db: Db, campaign_id: str, now: datetime | None = None) -> bool:
     """PAUSED -> RUNNING (SCHEDULED while ``start_at`` is ahead). Commits."""
     now = now or utcnow()
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
+    row = db.execute(sa.select(_campaigns.c.start_at, _campaigns.c.started_at)
+                     .where(_campaigns.c.id == campaign_id)).one_or_none()
+    if row is None:
         return False
-    target = CampaignStatus.SCHEDULED if campaign.start_at and campaign.start_at > now else CampaignStatus.RUNNING
-    ok = _move(session, campaign_id, (CampaignStatus.PAUSED,), status=target, pause_reason=None,
-               **({"started_at": campaign.started_at or now} if target is CampaignStatus.RUNNING else {}))
-    session.commit()
+    start_at, started_at = row
+    target = CampaignStatus.SCHEDULED if start_at and start_at > now else CampaignStatus.RUNNING
+    ok = _move(db, campaign_id, CampaignStep.RESUME, status=target, pause_reason=None,
+               **({"started_at": started_at or now} if target is CampaignStatus.RUNNING else {}))
+    db.commit()
     return ok
 
 
-def cancel(session: Session, campaign_id: str, *, hang_up_live: bool = False) -> dict[str, int]:
-    """Stop the campaign for good: pending calls become CANCELLED; live calls finish
-    (or are hung up when asked) and are never retried. Commits."""
+def cancel(db: Db, campaign_id: str, *, hang_up_live: bool = False) -> dict[str, int]:
+    """Stop the campaign for good: pending calls become CANCELLED; live calls finish (or are hung
+    up when asked) and are never retried. Commits."""
     now = utcnow()
-    if not _move(session, campaign_id, ACTIVE, status=CampaignStatus.CANCELLED, completed_at=now,
+    if not _move(db, campaign_id, CampaignStep.CANCEL, status=CampaignStatus.CANCELLED, completed_at=now,
                  pause_reason=None):
-        session.rollback()
+        db.rollback()
         return {"cancelled_pending": 0, "hang_up_requested": 0, "changed": 0}
-    pending = session.execute(
-        sa.update(Call)
-        .where(Call.campaign_id == campaign_id, Call.status == CallStatus.QUEUED)
-        .values(status=CallStatus.CANCELLED, ended_at=now, next_attempt_at=None, cancel_requested_at=now,
-                last_cause="CAMPAIGN_CANCELLED", updated_at=now)
-        .execution_options(synchronize_session=False)
+    c = _calls.c
+    pending = db.execute(
+        sa.update(_calls)
+        .where(c.campaign_id == campaign_id, c.status.in_(Step.CAMPAIGN_CANCEL.sources))
+        .values(status=cs.check(Step.CAMPAIGN_CANCEL, CallStatus.QUEUED, CallStatus.CANCELLED), ended_at=now,
+                next_attempt_at=None, cancel_requested_at=now, last_cause=cs.CAMPAIGN_CANCELLED, updated_at=now)
     ).rowcount
     hang_up = 0
     if hang_up_live:
-        hang_up = session.execute(
-            sa.update(Call)
-            .where(Call.campaign_id == campaign_id, Call.status.in_(LIVE), Call.cancel_requested_at.is_(None))
+        hang_up = db.execute(
+            sa.update(_calls)
+            .where(c.campaign_id == campaign_id, c.status.in_(Step.REQUEST_CANCEL.sources),
+                   c.cancel_requested_at.is_(None))
             .values(cancel_requested_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
         ).rowcount
-    session.commit()
+    db.commit()
     return {"cancelled_pending": pending, "hang_up_requested": hang_up, "changed": 1}
 
 
-def start_due(session: Session, now: datetime | None = None) -> int:
+def start_due(db: Db, now: datetime | None = None) -> int:
     """SCHEDULED campaigns whose ``start_at`` has come start RUNNING. Commits."""
     now = now or utcnow()
-    done = session.execute(
-        sa.update(Campaign)
-        .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.start_at <= now)
+    done = db.execute(
+        sa.update(_campaigns)
+        .where(_campaigns.c.status.in_(CampaignStep.START.sources), _campaigns.c.start_at <= now)
         .values(status=CampaignStatus.RUNNING, started_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
     ).rowcount
-    session.commit()
+    db.commit()
     return int(done)
 
 
-def complete_finished(session: Session, now: datetime | None = None) -> list[str]:
+def complete_finished(db: Db, now: datetime | None = None) -> list[str]:
     """RUNNING campaigns with no call left to dial or in progress become COMPLETED. Commits."""
     now = now or utcnow()
+    c = _calls.c
     unfinished = (
-        sa.select(Call.id)
-        .where(Call.campaign_id == Campaign.id,
-               Call.status.in_([CallStatus.QUEUED.value, *LIVE]))
+        sa.select(c.id)
+        .where(c.campaign_id == _campaigns.c.id, c.status.in_(sorted(s.value for s in cs.OPEN)))
         .limit(1)
-        .correlate(Campaign)
+        .correlate(_campaigns)
     )
-    candidates = list(session.execute(
-        sa.select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING, ~sa.exists(unfinished))
+    candidates = list(db.execute(
+        sa.select(_campaigns.c.id).where(_campaigns.c.status.in_(CampaignStep.COMPLETE.sources),
+                                         ~sa.exists(unfinished))
     ).scalars())
     done = [cid for cid in candidates
-            if _move(session, cid, (CampaignStatus.RUNNING,), status=CampaignStatus.COMPLETED, completed_at=now)]
-    session.commit()
+            if _move(db, cid, CampaignStep.COMPLETE, status=CampaignStatus.COMPLETED, completed_at=now)]
+    db.commit()
     return done
 
 
@@ -140,7 +138,7 @@ class Stats:
 
     @property
     def in_progress(self) -> int:
-        return sum(self.by_status.get(s, 0) for s in LIVE)
+        return sum(self.by_status.get(s.value, 0) for s in cs.LIVE)
 
     @property
     def finished(self) -> int:

@@ -14,8 +14,10 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.call_states import CallStatus
+from core.campaign_states import CampaignStatus
 from core.db import Base, Money, UTCDateTime, utcnow
-from core.states import AudioStatus, CallStatus, CampaignStatus, LedgerKind
+from core.states import AudioStatus, LedgerKind
 
 ZERO = Decimal("0")
 
@@ -46,6 +48,9 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
+        # a call is never free and never pays the customer: refused by the CLI too
+        sa.CheckConstraint("rate_per_minute > 0", name="ck_accounts_rate_positive"),
+        sa.CheckConstraint("pulse_seconds > 0", name="ck_accounts_pulse_positive"),
         sa.CheckConstraint("balance >= 0", name="ck_accounts_balance_nonneg"),
         sa.CheckConstraint("reserved >= 0", name="ck_accounts_reserved_nonneg"),
         sa.CheckConstraint("reserved <= balance", name="ck_accounts_reserved_le_balance"),
@@ -187,6 +192,9 @@ class Call(Base):
     live_attempt_id: Mapped[str | None] = mapped_column(sa.String(36))
     # the id the next attempt will use; its reservation may already exist
     next_attempt_id: Mapped[str | None] = mapped_column(sa.String(36))
+    # the terms of that reservation (frozen when it was made; the attempt keeps them)
+    rate_per_minute: Mapped[Decimal | None] = mapped_column(Money)
+    pulse_seconds: Mapped[int | None] = mapped_column(sa.Integer)
     last_cause: Mapped[str | None] = mapped_column(sa.String(64))
     last_sip_status: Mapped[int | None] = mapped_column(sa.Integer)
     billsec: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -207,8 +215,10 @@ class Call(Base):
         # the dispatcher's sweep: due calls by status and time
         sa.Index("ix_calls_due", "status", "next_attempt_at"),
         sa.Index("ix_calls_account_created", "account_id", "created_at"),
-        # campaign dispatch and statistics; also one row per number per campaign
-        sa.Index("ix_calls_campaign_due", "campaign_id", "status", "next_attempt_at"),
+        # dispatch per source (one campaign, or one account's single calls) and statistics
+        sa.Index("ix_calls_source_due", "campaign_id", "status", "account_id", "next_attempt_at"),
+        # the dialer's look for live calls whose customer asked to hang up
+        sa.Index("ix_calls_cancel", "status", "cancel_requested_at"),
         sa.UniqueConstraint("campaign_id", "phone_number", name="uq_calls_campaign_phone"),
         sa.Index("ix_calls_account_phone", "account_id", "phone_number"),
         sa.UniqueConstraint("account_id", "idempotency_key", name="uq_calls_idempotency"),
@@ -225,6 +235,9 @@ class CallAttempt(Base):
     account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
     attempt_no: Mapped[int] = mapped_column(sa.Integer)
     node: Mapped[str] = mapped_column(sa.String(64))
+    # the dialer process that claimed it (``dialer_instances.id``): only it, or whoever adopts
+    # the attempt once that process is gone, may judge how the attempt ended
+    owner: Mapped[str | None] = mapped_column(sa.String(80))
     status: Mapped[CallStatus] = mapped_column(_enum(CallStatus), default=CallStatus.DIALING)
     dialed_number: Mapped[str] = mapped_column(sa.String(20))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -238,6 +251,10 @@ class CallAttempt(Base):
     duration: Mapped[int] = mapped_column(sa.Integer, default=0)
     played_ms: Mapped[int | None] = mapped_column(sa.Integer)
     reserved_amount: Mapped[Decimal] = mapped_column(Money, default=ZERO)
+    # the rate and pulse of the reservation: the attempt is charged at these, whatever the
+    # account's rate becomes while it is live
+    rate_per_minute: Mapped[Decimal | None] = mapped_column(Money)
+    pulse_seconds: Mapped[int | None] = mapped_column(sa.Integer)
     cost: Mapped[Decimal] = mapped_column(Money, default=ZERO)
 
     call: Mapped[Call] = relationship(back_populates="attempts")
@@ -247,6 +264,22 @@ class CallAttempt(Base):
         # reconciliation: non-final attempts per node
         sa.Index("ix_attempts_open", "node", "ended_at"),
     )
+
+
+class DialerInstance(Base):
+    """A running dialer process and its heartbeat: attempts it owns are judged by it alone
+    until its heartbeat is stale."""
+
+    __tablename__ = "dialer_instances"
+
+    id: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    node: Mapped[str] = mapped_column(sa.String(64))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    hostname: Mapped[str] = mapped_column(sa.String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.Index("ix_dialer_instances_node", "node", "heartbeat_at"),)
 
 
 class LedgerEntry(Base):

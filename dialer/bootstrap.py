@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from core import redis_conn
-from core.db import make_engine, make_session_factory
+from core.db import make_engine
 from core.settings import Settings
 from dialer import jobs
 from dialer.caps import Caps
 from dialer.engine import Engine
 from dialer.rq_consumer import RqConsumer
 from dialer.store import Store
+from dialer.switch_records import RecordDirectory
 
 
 @dataclass
@@ -46,18 +47,24 @@ def _count_statements(engine_db: sa.engine.Engine) -> list[int]:
     return counter
 
 
+def owner_id(node: str) -> str:
+    """This process as the owner of its attempts: node, host, pid and a random part."""
+    return f"{node}:{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
 def build(settings: Settings) -> Dialer:
-    event_workers = 1 if settings.is_sqlite else 8
-    dial_concurrency = 1 if settings.is_sqlite else 8
-    # the pool covers every greenlet that can hold a session at once
-    engine_db = make_engine(settings.database_url, pool_size=event_workers + dial_concurrency + 4)
-    sessions = make_session_factory(engine_db)
+    dial_concurrency = 1 if settings.is_sqlite else 16
+    # the pool covers every greenlet that can hold a connection at once: the event loop, the
+    # dispatcher's claim, the originate greenlets that finish a refused call, housekeeping
+    engine_db = make_engine(settings.database_url, pool_size=dial_concurrency + 6, pre_ping=False)
     sql_statements = _count_statements(engine_db) if os.environ.get("ZC_COUNT_SQL") == "1" else None
     redis_client = redis_conn.connect(settings)
     # RQ's blocking pop needs a connection without a short read timeout
     rq_redis = redis_conn.connect(settings, timeout=None)
-    engine = Engine(settings, Store(sessions, settings.dialer_node), Caps(redis_client, settings.cap_lease_seconds),
-                    redis_client, event_workers=event_workers, dial_concurrency=dial_concurrency)
+    store = Store(engine_db, settings.dialer_node, owner_id(settings.dialer_node))
+    records = RecordDirectory(settings.cdr_dir) if settings.cdr_dir else None
+    engine = Engine(settings, store, Caps(redis_client, settings.cap_lease_seconds), redis_client,
+                    records=records, dial_concurrency=dial_concurrency)
     if sql_statements is not None:
         engine.extra_state = lambda: {"sql_statements": sql_statements[0]}
     consumer = RqConsumer(rq_redis, settings.dialer_queue,

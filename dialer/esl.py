@@ -311,6 +311,8 @@ def build_originate(
     audio_path: str,
     caller_id_digits: str,
     timeout_s: int,
+    *,
+    limit_s: int | None = None,
 ) -> str:
     """The ``originate`` argument string.  Every piece is checked against a
     strict pattern (digits, uuid, ``[A-Za-z0-9-]`` ids, plain absolute paths),
@@ -325,12 +327,18 @@ def build_originate(
         raise ValueError(f"refusing audio path {audio_path!r}")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 600:
         raise ValueError(f"refusing originate timeout {timeout_s!r}")
+    if limit_s is not None and (isinstance(limit_s, bool) or not isinstance(limit_s, int)
+                                or not 1 <= limit_s <= 86_400):
+        raise ValueError(f"refusing call length limit {limit_s!r}")
     target = _dial_target(gateway_or_dial_template, number)
     variables = (
         f"origination_uuid={uuid},zc_call_id={cid},"
         f"origination_caller_id_number={caller},"
         f"originate_timeout={timeout_s},ignore_early_media=true"
     )
+    if limit_s is not None:
+        # the switch itself ends the call this long after the answer, whatever the far end does
+        variables += f",execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT'"
     return "{" + variables + "}" + f"{target} &playback({path})"
 
 
@@ -748,6 +756,10 @@ class EslClient:
             )
         return result
 
+    def channel_uuids(self) -> set[str]:
+        """The uuids of every channel FreeSWITCH has now."""
+        return {c["uuid"] for c in self.channels()}
+
     def originate(
         self,
         attempt_uuid: str,
@@ -757,6 +769,8 @@ class EslClient:
         audio_path: str,
         caller_id_digits: str,
         timeout_s: int,
+        *,
+        limit_s: int | None = None,
     ) -> None:
         """``bgapi originate`` with ``Job-UUID: <attempt uuid>``.
 
@@ -773,6 +787,7 @@ class EslClient:
             audio_path,
             caller_id_digits,
             timeout_s,
+            limit_s=limit_s,
         )
         job_uuid = attempt_uuid.lower()
         reply = self._commands().send(f"bgapi originate {args}\nJob-UUID: {job_uuid}")

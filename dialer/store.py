@@ -1,67 +1,155 @@
-"""Where a call's state changes: every dialer write to SQL, one transaction each.
+"""Where the dialer changes a call's state in SQL: claims, progress, finishes, reconciliation.
 
-* ``due_calls`` finds what to dial (indexed on status, next_attempt_at);
-* ``claim`` moves a call QUEUED -> DIALING with a conditional UPDATE, creates the
-  attempt (its id is the FreeSWITCH ``origination_uuid``) and reserves its worst-case
-  cost, all in one transaction, before any originate is sent;
-* ``mark_ringing`` / ``mark_answered`` advance live states (never backwards);
-* ``finish`` finalises an attempt once (``WHERE ended_at IS NULL``), settles its
-  money and decides retry or final state with the pure lifecycle rules.
+Every write takes its allowed source statuses from the call state machine
+(``core.call_states``) and works on batches, one transaction each:
 
-Every function is safe to run twice with the same input.
+* ``claim`` takes up to N due calls of one source (a campaign, or one account's single
+  calls) in one transaction: the rows are locked (``FOR UPDATE SKIP LOCKED``, so dialers never
+  wait for each other), the do-not-call ones end CANCELLED, the caps are granted in Redis
+  (one round trip, ``grant``), the money is reserved (the account row locked once), and the
+  calls move QUEUED -> DIALING with an attempt row each, stamped with this process as
+  ``owner`` and with the rate and pulse it will be charged at;
+* ``advance`` applies RINGING / ANSWERED to many calls in one UPDATE (never backwards);
+* ``finish`` ends many attempts at once: the attempts once (``WHERE ended_at IS NULL``), their
+  calls (retry or final; a cancel asked for meanwhile always wins, in SQL), the money
+  (release + charge at the frozen rate, one UPDATE of each account and the ledger rows);
+* ``unclaim`` gives back attempts whose originate was never sent (their retry is not used and
+  their reservation is kept for the next claim);
+* ``register`` / ``heartbeat`` / ``dead_owners`` / ``adopt``: an attempt is judged only by the
+  process that owns it, or by whoever adopts it once the owner's heartbeat is stale.
+
+Nothing here talks to FreeSWITCH or keeps state between calls; every function is safe to run
+again with the same input.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import exc as sa_exc
 
-from billing import ledger
 from billing.rating import call_cost, reservation_for
-from core import campaigns
-from core.calls import end_queued
+from core import call_states as cs
+from core.call_states import CallStatus, Step
+from core.campaign_states import INSUFFICIENT_BALANCE as PAUSED_UNPAID
+from core.campaign_states import CampaignStatus, CampaignStep
 from core.db import utcnow
-from core.models import Account, AudioFile, Call, CallAttempt, Campaign, DncNumber, new_id
-from core.states import CallStatus, CampaignStatus
+from core.models import (
+    Account,
+    AudioFile,
+    Call,
+    CallAttempt,
+    Campaign,
+    DialerInstance,
+    DncNumber,
+    LedgerEntry,
+    new_id,
+)
+from core.states import LedgerKind
 from core.window import Window
-from dialer import lifecycle
+from dialer import sqlbatch
 
 log = logging.getLogger("zenscall.dialer")
 
-LIVE = [s.value for s in CallStatus if s.is_live]
+ZERO = Decimal("0")
+_calls, _attempts, _accounts = Call.__table__, CallAttempt.__table__, Account.__table__
+_ledger, _campaigns, _instances = LedgerEntry.__table__, Campaign.__table__, DialerInstance.__table__
+
+
+# --------------------------------------------------------------------------- values
 
 
 @dataclass(frozen=True)
-class DueCall:
-    call_id: str
+class Source:
+    """A queue of due calls the dispatcher serves on its own: one RUNNING campaign inside its
+    calling window, or one account's single calls."""
+
     account_id: str
     campaign_id: str | None
+    account_limit: int
+    campaign_limit: int | None = None
+    window: Window | None = None
+
+    @property
+    def key(self) -> str:
+        return f"camp:{self.campaign_id}" if self.campaign_id else f"acct:{self.account_id}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A due call read by ``claim``, offered to the caps before it is claimed."""
+
+    call_id: str
     phone_number: str
     caller_id: str | None
     audio_id: str
     audio_ms: int
-    account_limit: int
-    campaign_limit: int | None
-    do_not_call: bool = False
-    # as read by ``due_calls`` (None: ``claim`` reads them itself)
-    attempts_count: int | None = None
-    next_attempt_id: str | None = None
-    rate_per_minute: Decimal | None = None
-    pulse_seconds: int | None = None
+    attempts_count: int
+    next_attempt_id: str | None
+    max_retries: int
+    retry_delay: int
+    rate: Decimal | None
+    pulse: int | None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """An attempt owned by this process: everything settlement needs, from claim to finish."""
+
+    attempt_id: str
+    call_id: str
+    account_id: str
+    campaign_id: str | None
+    attempt_no: int
+    phone_number: str
+    audio_id: str
+    audio_ms: int
+    caller_id: str | None
+    max_retries: int
+    retry_delay: int
+    rate: Decimal
+    pulse: int
+    hold: Decimal  # the reservation held for it (0: nothing held)
+    started_at: datetime
+    window: Window | None = None
+    status: CallStatus = CallStatus.DIALING
+    ringing_at: datetime | None = None
+    answered_at: datetime | None = None
+    cancel_requested: bool = False
+
+
+@dataclass
+class Claim:
+    claimed: list[Attempt] = field(default_factory=list)
+    #: granted by the caps but not claimed (the caller releases their leases)
+    ungranted: list[Candidate] = field(default_factory=list)
+    #: ended without a dial: do-not-call (CANCELLED) and unpaid single calls (FAILED)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (call id, cause)
+    #: the campaign was paused because the balance cannot pay its next attempt
+    paused_unpaid: bool = False
 
 
 @dataclass(frozen=True)
-class Claimed:
-    attempt_id: str
-    attempt_no: int
-    call: DueCall
+class HangupFacts:
+    """What is known about an attempt's end (from an ESL event, a CDR, or nothing at all)."""
+
+    cause: str
+    q850: int | None = None
+    sip_status: int | None = None
+    answered: bool = False
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    billsec: int = 0
+    duration: int = 0
+    played_ms: int | None = None
+    #: True / False when known (PLAYBACK_START seen, or the switch's record says); None: unknown
+    message_started: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -74,419 +162,628 @@ class Finished:
     cause: str | None
     charged: Decimal
     next_attempt_at: datetime | None
-
-
-@dataclass(frozen=True)
-class HangupFacts:
-    """What is known about an attempt's end (from an ESL event or from reconciliation)."""
-
-    cause: str
-    q850: int | None = None
-    sip_status: int | None = None
-    answered: bool = False
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    billsec: int = 0
-    duration: int = 0
-    played_ms: int | None = None
+    answered: bool
 
 
 @dataclass(frozen=True)
 class Advance:
-    """A live-state step of an attempt (RINGING or ANSWERED at ``at``); ``call_id`` when known."""
+    """A live-state step of an attempt (RINGING or ANSWERED at ``at``)."""
 
-    attempt_id: str
+    attempt: Attempt
     to: CallStatus
     at: datetime
-    call_id: str | None = None
 
 
-@dataclass(frozen=True)
-class LiveAttempt:
-    attempt_id: str
-    call_id: str
-    account_id: str
-    campaign_id: str | None
-    phone_number: str
-    status: CallStatus
-    answered_at: datetime | None
-    started_at: datetime
-    cancel_requested: bool
-    audio_ms: int
+@dataclass
+class _Settle:
+    """One attempt's end as ``finish`` computes it."""
+
+    attempt: Attempt
+    facts: HangupFacts
+    answered: bool
+    billsec: int
+    charge: Decimal
+    cause: str
+    attempt_status: CallStatus
+    nxt: cs.Next
+    unknown: bool
 
 
-def _finish_read() -> sa.Select[Any]:
-    """What ``finish`` reads, in one statement: the attempt, its call, account, campaign and
-    ledger entries. Built once (a bound parameter for the attempt id), so SQLAlchemy
-    neither rebuilds it nor recomputes its cache key per hangup."""
-    a, c, acc, camp = CallAttempt.__table__.c, Call.__table__.c, Account.__table__.c, Campaign.__table__.c
-    return (
-        sa.select(a.call_id, a.account_id, a.attempt_no, a.answered_at, a.ended_at,
-                  c.max_retries, c.retry_delay_seconds, c.cancel_requested_at, c.billsec, c.cost,
-                  c.campaign_id, acc.rate_per_minute, acc.pulse_seconds,
-                  camp.status, camp.window_start, camp.window_end, camp.timezone,
-                  *ledger.held_columns(a.id))
-        .select_from(CallAttempt.__table__
-                     .join(Call.__table__, c.id == a.call_id)
-                     .join(Account.__table__, acc.id == a.account_id)
-                     .outerjoin(Campaign.__table__, camp.id == c.campaign_id))
-        .where(a.id == sa.bindparam("attempt_id"))
-    )
+# --------------------------------------------------------------------------- statements
 
 
-_FINISH_READ = _finish_read()
+def _source_where(source: Source, now: datetime) -> list[Any]:
+    c = _calls.c
+    return [c.campaign_id.is_(None) if source.campaign_id is None else c.campaign_id == source.campaign_id,
+            c.status == CallStatus.QUEUED, c.account_id == source.account_id, c.next_attempt_at <= now,
+            c.cancel_requested_at.is_(None)]
 
 
-def _claim_statements() -> tuple[sa.Update, sa.Insert]:
-    """``claim``'s conditional UPDATE of the call and the attempt INSERT, built once with
-    bound parameters."""
-    c = Call.__table__.c
-    update = (
-        sa.update(Call.__table__)
-        .where(c.id == sa.bindparam("b_call_id"), c.status == CallStatus.QUEUED,
-               c.attempts_count == sa.bindparam("b_attempts_count"), c.cancel_requested_at.is_(None))
-        .values(status=CallStatus.DIALING, attempts_count=sa.bindparam("b_attempt_no"),
-                live_attempt_id=sa.bindparam("b_attempt_id"), next_attempt_id=None, next_attempt_at=None,
-                updated_at=sa.bindparam("b_now", type_=c.updated_at.type))
-    )
-    return update, sa.insert(CallAttempt.__table__)
+def _live_guard(table: sa.Table) -> list[Any]:
+    return [table.c.status.in_(Step.FINISH.sources)]
 
 
-_CLAIM, _INSERT_ATTEMPT = _claim_statements()
+def _not_ended(table: sa.Table) -> list[Any]:
+    return [table.c.ended_at.is_(None)]
 
 
-def _finish_statements() -> tuple[sa.Update, dict[tuple[bool, bool], sa.Update]]:
-    """``finish``'s UPDATE of the attempt (once: ``WHERE ended_at IS NULL``) and of its call
-    (one per (answered, final): which of answered_at / ended_at it sets), built once."""
-    a, c = CallAttempt.__table__.c, Call.__table__.c
-    attempt = (
-        sa.update(CallAttempt.__table__)
-        .where(a.id == sa.bindparam("b_attempt_id"), a.ended_at.is_(None))
-        .values({name: sa.bindparam(f"b_{name}", type_=a[name].type)
-                 for name in ("ended_at", "hangup_cause", "q850_cause", "sip_status", "billsec", "duration",
-                              "played_ms", "cost", "answered_at", "status")})
-    )
-    calls: dict[tuple[bool, bool], sa.Update] = {}
-    for answered in (False, True):
-        for final in (False, True):
-            names = ["status", "live_attempt_id", "next_attempt_at", "last_cause", "last_sip_status", "billsec",
-                     "cost", "updated_at"]
-            names += ["answered_at"] if answered else []
-            names += ["ended_at"] if final else []
-            calls[answered, final] = (
-                sa.update(Call.__table__)
-                .where(c.id == sa.bindparam("b_call_id"), c.live_attempt_id == sa.bindparam("b_attempt_id"))
-                .values({name: sa.bindparam(f"b_{name}", type_=c[name].type) for name in names})
-            )
-    return attempt, calls
+_FINISH_ATTEMPT_COLS = ("ended_at", "status", "hangup_cause", "q850_cause", "sip_status", "billsec", "duration",
+                        "played_ms", "cost", "answered_at", "ringing_at")
+_FINISH_CALL_COLS = ("status", "next_attempt_at", "last_cause", "last_sip_status", "billsec", "cost",
+                     "answered_at", "ended_at", "updated_at")
 
 
-_FINISH_ATTEMPT, _FINISH_CALL = _finish_statements()
+def _ledger_row(account_id: str, kind: LedgerKind, *, amount: Decimal = ZERO, hold: Decimal = ZERO,
+                balance: Decimal, reserved: Decimal, call_id: str | None, attempt_id: str | None,
+                description: str, now: datetime) -> dict[str, Any]:
+    return {"account_id": account_id, "kind": kind, "amount": amount, "hold": hold, "balance_after": balance,
+            "reserved_after": reserved, "call_id": call_id, "attempt_id": attempt_id, "description": description,
+            "created_at": now}
 
 
-def _advance_statements(to: CallStatus, field: str) -> tuple[sa.Update, sa.Update]:
-    """``Store._advance_on``'s two UPDATEs towards ``to``, built once with bound parameters.
+class Books:
+    """The account rows of one transaction, locked once, with the ledger rows to append.
 
-    The attempt: its status moves to ``to`` only from an earlier live state (never
-    backwards, as ``lifecycle.advance``), its timestamp is set if still missing; it matches
-    only when one of the two changes something, so a repeated event changes nothing. The
-    call follows the attempt (both are always written in the same transactions)."""
-    a, c = CallAttempt.__table__.c, Call.__table__.c
-    earlier = [s for s in lifecycle.LIVE_ORDER if lifecycle.LIVE_ORDER[s] < lifecycle.LIVE_ORDER[to]]
-    target = sa.bindparam("to", type_=a.status.type)
-    at = sa.bindparam("at", type_=a[field].type)
-    attempt_update = (
-        sa.update(CallAttempt.__table__)
-        .where(a.id == sa.bindparam("attempt_id"), a.ended_at.is_(None),
-               sa.or_(a.status.in_(earlier), a[field].is_(None)))
-        .values({"status": sa.case((a.status.in_(earlier), target), else_=a.status),
-                 field: sa.func.coalesce(a[field], at)})
-    )
-    values: dict[str, Any] = {"status": sa.case((c.status.in_(earlier), target), else_=c.status),
-                              "updated_at": sa.bindparam("now", type_=c.updated_at.type)}
-    if to is CallStatus.ANSWERED:
-        values["answered_at"] = sa.bindparam("at", type_=c.answered_at.type)
-    call_update = (
-        sa.update(Call.__table__)
-        .where(c.id == sa.bindparam("call_id"), c.live_attempt_id == sa.bindparam("attempt_id"),
-               c.status.in_(LIVE))
-        .values(values)
-    )
-    return attempt_update, call_update
+    Every movement goes through ``move`` (never below zero, reserved never above the balance)
+    and ``flush`` writes all of them: one UPDATE for every account, one INSERT for every entry."""
+
+    def __init__(self, conn: sa.Connection, account_ids: Iterable[str]) -> None:
+        self.conn = conn
+        ids = sorted(set(account_ids))  # one lock order for every transaction
+        a = _accounts.c
+        rows = conn.execute(sa.select(a.id, a.balance, a.reserved, a.rate_per_minute, a.pulse_seconds)
+                            .where(a.id.in_(ids)).order_by(a.id).with_for_update()).all() if ids else []
+        self.state = {r.id: [r.balance, r.reserved] for r in rows}
+        self.terms = {r.id: (r.rate_per_minute, r.pulse_seconds) for r in rows}
+        self.before = {k: tuple(v) for k, v in self.state.items()}
+        self.entries: list[dict[str, Any]] = []
+
+    def available(self, account_id: str) -> Decimal:
+        balance, reserved = self.state[account_id]
+        return Decimal(balance - reserved)
+
+    def move(self, account_id: str, kind: LedgerKind, *, amount: Decimal = ZERO, hold: Decimal = ZERO,
+             call_id: str | None, attempt_id: str | None, description: str, now: datetime) -> bool:
+        balance, reserved = self.state[account_id]
+        balance, reserved = balance + amount, reserved + hold
+        if balance < 0 or reserved < 0 or reserved > balance:
+            return False
+        self.state[account_id] = [balance, reserved]
+        self.entries.append(_ledger_row(account_id, kind, amount=amount, hold=hold, balance=balance,
+                                        reserved=reserved, call_id=call_id, attempt_id=attempt_id,
+                                        description=description, now=now))
+        return True
+
+    def flush(self) -> None:
+        changed = [{"id": k, "balance": v[0], "reserved": v[1]} for k, v in self.state.items()
+                   if tuple(v) != self.before[k]]
+        if changed:
+            sqlbatch.run_case_update(self.conn, _accounts, "id", ("balance", "reserved"), changed)
+        if self.entries:
+            self.conn.execute(sa.insert(_ledger), self.entries)
+        self.before = {k: tuple(v) for k, v in self.state.items()}
+        self.entries = []
 
 
-_ADVANCE = {CallStatus.RINGING: _advance_statements(CallStatus.RINGING, "ringing_at"),
-            CallStatus.ANSWERED: _advance_statements(CallStatus.ANSWERED, "answered_at")}
-_ATTEMPT_CALL = (sa.select(CallAttempt.__table__.c.call_id)
-                 .where(CallAttempt.__table__.c.id == sa.bindparam("attempt_id")))
+def _retry(fn: Callable[[], Any], what: str, tries: int = 3) -> Any:
+    """Run a transaction again when the database chose it as a deadlock victim."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except sa_exc.OperationalError as exc:
+            code = getattr(getattr(exc, "orig", None), "args", [None])[0]
+            if code not in (1213, 1205) or attempt == tries - 1:  # deadlock, lock wait timeout
+                raise
+            log.warning("%s: deadlock, trying again", what)
+    return None
 
 
 class Store:
-    def __init__(self, sessions: sessionmaker[Session], node: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.sessions = sessions
-        # ``finish`` and the live-state steps load no ORM objects: they run on a plain
-        # connection of the sessions' engine, without a session around it
-        self.engine: sa.Engine = sessions.kw["bind"]
+    def __init__(self, engine: sa.Engine, node: str, owner: str, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
         self.node = node
+        self.owner = owner  # this process (dialer_instances.id)
         self.clock = clock  # frozen in tests of calling windows
+        self._audio_ms: dict[str, int] = {}  # audio is immutable once uploaded
 
-    # -- what to dial ------------------------------------------------------------------
-    def due_calls(self, limit: int, now: datetime | None = None) -> list[DueCall]:
-        """Calls to dial now: single calls, then each RUNNING campaign inside its calling
-        window. One indexed range query per source over ``calls`` alone, read in the order of
-        (campaign_id, status, next_attempt_at) and stopped after LIMIT rows, so the cost stays
-        flat however many calls are pending; accounts and audio are read once per sweep."""
+    # -- the registry of dialer processes --------------------------------------------------
+    def register(self, pid: int, hostname: str) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(_instances).where(_instances.c.id == self.owner))
+            conn.execute(sa.insert(_instances).values(id=self.owner, node=self.node, pid=pid, hostname=hostname[:255],
+                                                      started_at=now, heartbeat_at=now))
+
+    def heartbeat(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(_instances).where(_instances.c.id == self.owner)
+                         .values(heartbeat_at=self.clock()))
+
+    def unregister(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(_instances).where(_instances.c.id == self.owner))
+
+    def live_owners(self, stale_after: timedelta) -> set[str]:
+        """Dialer processes of this node whose heartbeat is fresh (this one included)."""
+        cutoff = self.clock() - stale_after
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(_instances.c.id).where(
+                _instances.c.node == self.node, _instances.c.heartbeat_at >= cutoff)).scalars())
+
+    # -- what to dial ------------------------------------------------------------------------
+    def due_sources(self, now: datetime | None = None) -> list[Source]:
+        """Every source with calls due now: each RUNNING campaign inside its calling window, and
+        each account with due single calls. Three small reads; the calls themselves are read per
+        source by ``claim``, so one source at its cap never hides another's calls."""
         now = now or self.clock()
-        listed = sa.exists().where(DncNumber.account_id == Call.account_id,
-                                   DncNumber.phone_number == Call.phone_number)
-        base = (
-            sa.select(Call.id, Call.account_id, Call.campaign_id, Call.phone_number, Call.caller_id,
-                      Call.audio_id, Call.attempts_count, Call.next_attempt_id, listed)
-            .where(Call.status == CallStatus.QUEUED, Call.next_attempt_at <= now,
-                   Call.cancel_requested_at.is_(None))
-            .order_by(Call.next_attempt_at, Call.id)
-            # the planner may prefer ix_calls_due (status, next_attempt_at) and walk every source's
-            # queued calls; this index is an exact range per source, already in ORDER BY order
-            .with_hint(Call, "FORCE INDEX (ix_calls_campaign_due)", dialect_name="mysql")
-        )
-        picked: list[tuple[Any, int | None]] = []
-        with self.sessions() as session:
-            picked += [(row, None) for row in session.execute(base.where(Call.campaign_id.is_(None)).limit(limit))]
-            campaigns = session.execute(
-                sa.select(Campaign.id, Campaign.concurrent_limit, Campaign.window_start, Campaign.window_end,
-                          Campaign.timezone)
-                .where(Campaign.status == CampaignStatus.RUNNING)
-                .order_by(Campaign.created_at)
+        c, camp, a = _calls.c, _campaigns.c, _accounts.c
+        with self.engine.connect() as conn:
+            campaigns = conn.execute(
+                sa.select(camp.id, camp.account_id, camp.concurrent_limit, camp.window_start, camp.window_end,
+                          camp.timezone).where(camp.status == CampaignStatus.RUNNING).order_by(camp.created_at)
             ).all()
-            for campaign_id, concurrent, start, end, tz in campaigns:
-                if Window.of(start, end, tz).contains(now):
-                    query = base.where(Call.campaign_id == campaign_id).limit(min(limit, concurrent * 2))
-                    picked += [(row, concurrent) for row in session.execute(query)]
-            if not picked:
+            singles = list(conn.execute(
+                sa.select(c.account_id).distinct()
+                .where(c.campaign_id.is_(None), c.status == CallStatus.QUEUED, c.next_attempt_at <= now,
+                       c.cancel_requested_at.is_(None))
+            ).scalars())
+            open_campaigns = []
+            for cid, account_id, limit, start, end, tz in campaigns:
+                window = Window.of(start, end, tz)
+                if window.contains(now):
+                    open_campaigns.append((cid, account_id, limit, window))
+            ids = {r[1] for r in open_campaigns} | set(singles)
+            if not ids:
                 return []
-            accounts = {row[0]: row[1:] for row in session.execute(
-                sa.select(Account.id, Account.max_concurrent_calls, Account.rate_per_minute, Account.pulse_seconds)
-                .where(Account.id.in_({r.account_id for r, _ in picked}), Account.active.is_(True)))}
-            audio_ms = dict(session.execute(
-                sa.select(AudioFile.id, AudioFile.duration_ms).where(AudioFile.id.in_({r.audio_id for r, _ in picked}))
-            ).all())
-        due: list[DueCall] = []
-        for r, concurrent in picked:
-            account = accounts.get(r.account_id)
-            if account is None or r.audio_id not in audio_ms:
-                continue  # a disabled account's calls wait
-            max_calls, rate, pulse = account
-            due.append(DueCall(r.id, r.account_id, r.campaign_id, r.phone_number, r.caller_id, r.audio_id,
-                               audio_ms[r.audio_id], max_calls, concurrent, bool(r[8]), r.attempts_count,
-                               r.next_attempt_id, rate, pulse))
-        return due
+            accounts = dict(conn.execute(sa.select(a.id, a.max_concurrent_calls)
+                                         .where(a.id.in_(ids), a.active.is_(True))).all())
+        sources = [Source(acc, cid, accounts[acc], limit, window)
+                   for cid, acc, limit, window in open_campaigns if acc in accounts]
+        sources += [Source(acc, None, accounts[acc]) for acc in singles if acc in accounts]
+        return sources
 
-    # -- claiming an attempt -----------------------------------------------------------
-    def claim(self, due: DueCall) -> Claimed | None:
-        """QUEUED -> DIALING plus the attempt row and its reservation; None if another
-        dialer claimed it first, or the call is no longer due. Raises
-        ``ledger.InsufficientBalance`` (nothing written) when the attempt cannot be paid.
+    def _audio_durations(self, conn: sa.Connection, ids: set[str]) -> dict[str, int]:
+        missing = ids - self._audio_ms.keys()
+        if missing:
+            self._audio_ms.update(conn.execute(
+                sa.select(AudioFile.id, AudioFile.duration_ms).where(AudioFile.id.in_(missing))).all())
+        return self._audio_ms
 
-        Plain SQL on the session's connection: the conditional UPDATE of the call (on the
-        attempt count ``due_calls`` read), the attempt row with its reservation amount, and
-        the ledger's hold."""
-        now = utcnow()
-        calls = Call.__table__
-        with self.sessions() as session:
-            conn = session.connection()
-            if due.attempts_count is None or due.rate_per_minute is None or due.pulse_seconds is None:
-                row = conn.execute(
-                    sa.select(calls.c.next_attempt_id, calls.c.attempts_count, Account.rate_per_minute,
-                              Account.pulse_seconds)
-                    .join(Account.__table__, Account.id == calls.c.account_id).where(calls.c.id == due.call_id)
-                ).one_or_none()
-                if row is None:
-                    return None
-                next_attempt_id, attempts_count, rate, pulse = row
+    # -- claiming ------------------------------------------------------------------------------
+    def claim(self, source: Source, limit: int, grant: Callable[[list[Candidate]], list[Candidate]],
+              now: datetime | None = None) -> Claim:
+        """Claim up to ``limit`` due calls of ``source`` in one transaction (see the module doc).
+
+        ``grant`` receives the dialable candidates in order and returns those that got their cap
+        slots (it is called inside the transaction; if it raises, nothing is claimed). Whatever
+        ``grant`` granted but was not claimed is returned in ``ungranted``."""
+        now = now or self.clock()
+        return _retry(lambda: self._claim(source, limit, grant, now), "claim")  # type: ignore[no-any-return]
+
+    def _claim(self, source: Source, limit: int, grant: Callable[[list[Candidate]], list[Candidate]],
+               now: datetime) -> Claim:
+        c = _calls.c
+        listed = sa.exists().where(DncNumber.account_id == c.account_id, DncNumber.phone_number == c.phone_number)
+        result = Claim()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(c.id, c.phone_number, c.caller_id, c.audio_id, c.attempts_count, c.next_attempt_id,
+                          c.max_retries, c.retry_delay_seconds, c.rate_per_minute, c.pulse_seconds, listed)
+                .where(*_source_where(source, now))
+                .order_by(c.next_attempt_at, c.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return result
+            audio = self._audio_durations(conn, {r.audio_id for r in rows})
+            dnc = [r.id for r in rows if r[10]]
+            candidates = [Candidate(r.id, r.phone_number, r.caller_id, r.audio_id, audio.get(r.audio_id, 0),
+                                    r.attempts_count, r.next_attempt_id, r.max_retries, r.retry_delay_seconds,
+                                    r.rate_per_minute, r.pulse_seconds) for r in rows if not r[10]]
+            granted = grant(candidates) if candidates else []
+            pre = [g.next_attempt_id for g in granted if g.next_attempt_id]
+            books = Books(conn, [source.account_id])
+            held: dict[str, tuple[Decimal, bool]] = {}
+            if pre or dnc:
+                led = _ledger.c
+                ids = pre + [x for x in conn.execute(sa.select(c.next_attempt_id).where(
+                    c.id.in_(dnc), c.next_attempt_id.is_not(None))).scalars()]
+                for attempt_id, kind, hold in conn.execute(
+                        sa.select(led.attempt_id, led.kind, led.hold).where(
+                            led.attempt_id.in_(ids), led.kind.in_([LedgerKind.RESERVE, LedgerKind.RELEASE]))):
+                    hold_now, released = held.get(attempt_id, (ZERO, False))
+                    if LedgerKind(kind) is LedgerKind.RESERVE:
+                        held[attempt_id] = (hold, released)
+                    else:
+                        held[attempt_id] = (hold_now, True)
+            if dnc:
+                result.skipped += self._end_queued(conn, books, dnc, Step.SKIP_DO_NOT_CALL, CallStatus.CANCELLED,
+                                                   cs.DO_NOT_CALL, now, held)
+            if source.account_id not in books.state:  # the account vanished: nothing to claim
+                result.ungranted = granted
+                books.flush()
+                return result
+            rate, pulse = books.terms[source.account_id]
+            claimed: list[Attempt] = []
+            unpaid: list[str] = []
+            for cand in granted:
+                pre_id = cand.next_attempt_id
+                hold, released = held.get(pre_id, (ZERO, True)) if pre_id else (ZERO, True)
+                if pre_id and not released and hold > 0:
+                    attempt_id = pre_id
+                    a_rate, a_pulse = cand.rate or rate, cand.pulse or pulse
+                else:
+                    attempt_id = new_id() if pre_id and pre_id in held else (pre_id or new_id())
+                    a_rate, a_pulse = rate, pulse
+                    hold = reservation_for(cand.audio_ms, a_rate, a_pulse)
+                    if unpaid or not books.move(source.account_id, LedgerKind.RESERVE, hold=hold, call_id=cand.call_id,
+                                                attempt_id=attempt_id, description="reservation for call attempt",
+                                                now=now):
+                        unpaid.append(cand.call_id)
+                        result.ungranted.append(cand)
+                        continue
+                claimed.append(Attempt(
+                    attempt_id=attempt_id, call_id=cand.call_id, account_id=source.account_id,
+                    campaign_id=source.campaign_id, attempt_no=cand.attempts_count + 1,
+                    phone_number=cand.phone_number, audio_id=cand.audio_id, audio_ms=cand.audio_ms,
+                    caller_id=cand.caller_id, max_retries=cand.max_retries, retry_delay=cand.retry_delay,
+                    rate=a_rate, pulse=a_pulse, hold=hold, started_at=now, window=source.window))
+            if unpaid:
+                if source.campaign_id is not None:
+                    result.paused_unpaid = conn.execute(
+                        sa.update(_campaigns)
+                        .where(_campaigns.c.id == source.campaign_id,
+                               _campaigns.c.status.in_(CampaignStep.PAUSE_UNPAID.sources))
+                        .values(status=CampaignStatus.PAUSED, pause_reason=PAUSED_UNPAID, updated_at=now)
+                    ).rowcount == 1
+                else:
+                    result.skipped += self._end_queued(conn, books, unpaid, Step.FAIL_UNPAID, CallStatus.FAILED,
+                                                       cs.INSUFFICIENT_BALANCE, now, held)
+            if claimed:
+                rows_update = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "attempts_count": a.attempt_no,
+                                "rate_per_minute": a.rate, "pulse_seconds": a.pulse} for a in claimed]
+                cols = ("live_attempt_id", "attempts_count", "rate_per_minute", "pulse_seconds")
+                done = sqlbatch.run_case_update(conn, _calls, "id", cols, rows_update, extra=_queued_guard, const={
+                    "status": cs.check(Step.CLAIM, CallStatus.QUEUED, CallStatus.DIALING), "next_attempt_id": None,
+                    "next_attempt_at": None, "updated_at": now})
+                if done != len(claimed):  # cannot happen under the row locks; never dial on a doubt
+                    raise RuntimeError(f"claim changed {done} of {len(claimed)} calls")
+                conn.execute(sa.insert(_attempts), [{
+                    "id": a.attempt_id, "call_id": a.call_id, "account_id": a.account_id,
+                    "attempt_no": a.attempt_no, "node": self.node, "owner": self.owner,
+                    "status": CallStatus.DIALING, "dialed_number": a.phone_number, "started_at": now,
+                    "reserved_amount": a.hold, "rate_per_minute": a.rate, "pulse_seconds": a.pulse,
+                    "billsec": 0, "duration": 0, "cost": ZERO} for a in claimed])
+            books.flush()
+        result.claimed = claimed
+        return result
+
+    def _end_queued(self, conn: sa.Connection, books: Books, call_ids: list[str], step: Step,
+                    status: CallStatus, cause: str, now: datetime,
+                    held: dict[str, tuple[Decimal, bool]]) -> list[tuple[str, str]]:
+        """End QUEUED calls without dialing them, releasing what was reserved for their next attempt."""
+        c = _calls.c
+        cs.check(step, CallStatus.QUEUED, status)
+        rows = conn.execute(sa.select(c.id, c.account_id, c.next_attempt_id).where(
+            c.id.in_(call_ids), c.status.in_(step.sources))).all()
+        if not rows:
+            return []
+        conn.execute(sa.update(_calls).where(c.id.in_([r.id for r in rows]), c.status.in_(step.sources))
+                     .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now))
+        for call_id, account_id, next_attempt_id in rows:
+            hold, released = held.get(next_attempt_id, (ZERO, True)) if next_attempt_id else (ZERO, True)
+            if not released and hold > 0 and account_id in books.state:
+                books.move(account_id, LedgerKind.RELEASE, hold=-hold, call_id=call_id, attempt_id=next_attempt_id,
+                           description="reservation released: call not dialed", now=now)
+        return [(r.id, cause) for r in rows]
+
+    def unclaim(self, attempts: Sequence[Attempt]) -> int:
+        """Give back attempts whose originate was never sent: QUEUED again at once, the retry not
+        used, the reservation kept for the next claim (the attempt id becomes the call's next)."""
+        if not attempts:
+            return 0
+        now = self.clock()
+        with self.engine.begin() as conn:
+            gone = conn.execute(sa.delete(_attempts).where(
+                _attempts.c.id.in_([a.attempt_id for a in attempts]), _attempts.c.ended_at.is_(None),
+                _attempts.c.owner == self.owner)).rowcount
+            rows = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "next_attempt_id": a.attempt_id,
+                     "attempts_count": a.attempt_no - 1} for a in attempts]
+            sqlbatch.run_case_update(conn, _calls, "id", ("next_attempt_id", "attempts_count"), rows,
+                                     guard="live_attempt_id", extra=_unclaim_guard, const={
+                                         "status": cs.check(Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
+                                         "live_attempt_id": None, "next_attempt_at": now, "updated_at": now})
+        return int(gone)
+
+    # -- live states -----------------------------------------------------------------------------
+    def advance(self, steps: Sequence[Advance]) -> list[bool]:
+        """RINGING / ANSWERED for many calls in one UPDATE (their attempts get the times at
+        finish). A call moves only forward and only while the attempt is still its live one."""
+        done = [False] * len(steps)
+        rows: dict[str, dict[str, Any]] = {}
+        for i, step in enumerate(steps):
+            a = step.attempt
+            row = rows.get(a.call_id) or {"id": a.call_id, "live_attempt_id": a.attempt_id, "status": a.status,
+                                          "answered_at": a.answered_at, "ringing_at": a.ringing_at}
+            if cs.advance(row["status"], step.to) is row["status"]:
+                continue
+            row["status"] = step.to
+            if step.to is CallStatus.RINGING:
+                row["ringing_at"] = row["ringing_at"] or step.at
             else:
-                next_attempt_id, attempts_count = due.next_attempt_id, due.attempts_count
-                rate, pulse = due.rate_per_minute, due.pulse_seconds
-            attempt_id = next_attempt_id or new_id()
-            attempt_no = attempts_count + 1
-            claimed = conn.execute(_CLAIM, {
-                "b_call_id": due.call_id, "b_attempts_count": attempts_count, "b_attempt_no": attempt_no,
-                "b_attempt_id": attempt_id, "b_now": now}).rowcount
-            if claimed != 1:
-                session.rollback()
+                row["answered_at"] = row["answered_at"] or step.at
+            rows[a.call_id] = row
+            done[i] = True
+        if rows:
+            with self.engine.begin() as conn:
+                sqlbatch.run_case_update(conn, _calls, "id", ("status", "answered_at"), list(rows.values()),
+                                         guard="live_attempt_id", extra=_live_guard,
+                                         const={"updated_at": self.clock()})
+            by_call = {step.attempt.call_id: step.attempt for step in steps}
+            for call_id, row in rows.items():
+                a = by_call[call_id]
+                a.status, a.ringing_at, a.answered_at = row["status"], row["ringing_at"], row["answered_at"]
+        return done
+
+    # -- the end of attempts ------------------------------------------------------------------------
+    def finish(self, ends: Sequence[tuple[Attempt, HangupFacts]]) -> list[Finished]:
+        """End attempts (each once) with their calls and money, in one transaction."""
+        if not ends:
+            return []
+        try:
+            return _retry(lambda: self._finish(ends), "finish")  # type: ignore[no-any-return]
+        except _Repeated:
+            # some attempt had ended already (a repeated event, or another path got there first):
+            # one by one, so each of the others is still finished exactly once
+            out: list[Finished] = []
+            for end in ends:
+                try:
+                    out += _retry(lambda end=end: self._finish([end]), "finish")
+                except _Repeated:
+                    pass
+            return out
+
+    def _finish(self, ends: Sequence[tuple[Attempt, HangupFacts]]) -> list[Finished]:
+        now = self.clock()
+        c = _calls.c
+        with self.engine.begin() as conn:
+            # locks in the order every writer takes them (campaign, then calls, then accounts), so a
+            # cancel arriving meanwhile waits and is then seen: a cancelled call is never queued again
+            camp_ids = sorted({a.campaign_id for a, _ in ends if a.campaign_id})
+            campaign_status = dict(conn.execute(
+                sa.select(_campaigns.c.id, _campaigns.c.status).where(_campaigns.c.id.in_(camp_ids))
+                .order_by(_campaigns.c.id).with_for_update()).all()) if camp_ids else {}
+            cancelled = {r.id for r in conn.execute(
+                sa.select(c.id, c.cancel_requested_at).where(c.id.in_([a.call_id for a, _ in ends]))
+                .order_by(c.id).with_for_update()) if r.cancel_requested_at is not None}
+            settles = [self._settle(a, f, a.call_id in cancelled, campaign_status.get(a.campaign_id or ""), now)
+                       for a, f in ends]
+            attempt_rows = [{
+                "id": s.attempt.attempt_id, "ended_at": s.facts.ended_at or now, "status": s.attempt_status,
+                "hangup_cause": s.facts.cause[:64], "q850_cause": s.facts.q850, "sip_status": s.facts.sip_status,
+                "billsec": s.billsec, "duration": s.facts.duration, "played_ms": s.facts.played_ms,
+                "cost": s.charge,
+                "answered_at": s.attempt.answered_at or (s.facts.answered_at if s.answered else None),
+                "ringing_at": s.attempt.ringing_at} for s in settles]
+            changed = sqlbatch.run_case_update(conn, _attempts, "id", _FINISH_ATTEMPT_COLS, attempt_rows,
+                                               extra=_not_ended)
+            if changed != len(settles):
+                raise _Repeated()
+            call_rows = []
+            for s in settles:
+                ended_at = s.facts.ended_at or now
+                call_rows.append({
+                    "id": s.attempt.call_id, "live_attempt_id": s.attempt.attempt_id, "status": s.nxt.status,
+                    "next_attempt_at": s.nxt.next_attempt_at, "last_cause": s.cause[:64],
+                    "last_sip_status": s.facts.sip_status, "billsec": s.billsec, "cost": s.charge,
+                    "answered_at": (s.attempt.answered_at or s.facts.answered_at or ended_at) if s.answered else None,
+                    "ended_at": ended_at if s.nxt.final else None, "updated_at": now})
+            sqlbatch.run_case_update(conn, _calls, "id", _FINISH_CALL_COLS, call_rows, guard="live_attempt_id",
+                                     extra=_finish_call_guard, const={"live_attempt_id": None},
+                                     add=("billsec", "cost"))
+            books = Books(conn, [s.attempt.account_id for s in settles if s.attempt.hold > 0 and not s.unknown])
+            for s in settles:
+                a = s.attempt
+                if a.hold <= 0 or s.unknown or a.account_id not in books.state:
+                    continue  # nothing held; or the outcome is unknown: the hold waits for a settlement
+                self._book(books, a, s.charge, now)
+            books.flush()
+        return [Finished(s.attempt.call_id, s.attempt.attempt_id, s.nxt.status, s.cause, s.charge,
+                         s.nxt.next_attempt_at, s.answered) for s in settles]
+
+    @staticmethod
+    def _book(books: Books, a: Attempt, charge: Decimal, now: datetime) -> None:
+        """Release an attempt's hold and charge what it cost (never more than the hold)."""
+        if not books.move(a.account_id, LedgerKind.RELEASE, hold=-a.hold, call_id=a.call_id,
+                          attempt_id=a.attempt_id, description="reservation released at hangup", now=now):
+            raise RuntimeError(f"release of attempt {a.attempt_id} refused")
+        if charge > 0 and not books.move(a.account_id, LedgerKind.CHARGE, amount=-charge, call_id=a.call_id,
+                                         attempt_id=a.attempt_id, description="answered call", now=now):
+            raise RuntimeError(f"charge of attempt {a.attempt_id} refused")
+
+    def _settle(self, a: Attempt, f: HangupFacts, cancel_requested: bool, campaign_status: Any,
+                now: datetime) -> _Settle:
+        unknown = f.cause == cs.OUTCOME_UNKNOWN
+        answered = not unknown and (f.answered or a.answered_at is not None or f.billsec > 0)
+        started = f.message_started is not False  # unknown counts as started: never call twice
+        outcome = cs.outcome_for(f.cause, answered=answered, message_started=started)
+        billsec = f.billsec if answered else 0
+        cost = call_cost(billsec, a.rate, a.pulse) if outcome is cs.COMPLETED else ZERO
+        charge = min(cost, a.hold)
+        cause = f.cause
+        if answered and not started:
+            cause = cs.MESSAGE_NOT_PLAYED
+        cancelled_campaign = campaign_status is not None and CampaignStatus(campaign_status) is CampaignStatus.CANCELLED
+        nxt = cs.after_attempt(outcome, attempts_made=a.attempt_no,
+                               max_retries=0 if cancelled_campaign else a.max_retries,
+                               retry_delay=timedelta(seconds=a.retry_delay), now=now,
+                               cancel_requested=cancel_requested or a.cancel_requested)
+        if a.window is not None and nxt.next_attempt_at is not None:
+            # a campaign's retries are scheduled inside its calling window
+            nxt = cs.Next(nxt.status, a.window.next_open(nxt.next_attempt_at))
+        cs.check(Step.FINISH, a.status, nxt.status)
+        return _Settle(a, f, answered, billsec, charge, cause, outcome.status, nxt, unknown)
+
+    # -- reconciliation and ownership -----------------------------------------------------------------
+    def adopt(self, dead: Iterable[str]) -> int:
+        """Take over the open attempts of dialer processes of this node that are gone."""
+        dead = list(dead)
+        if not dead:
+            return 0
+        with self.engine.begin() as conn:
+            a = _attempts.c
+            n = conn.execute(sa.update(_attempts).where(a.owner.in_(dead), a.ended_at.is_(None), a.node == self.node)
+                             .values(owner=self.owner)).rowcount
+            conn.execute(sa.delete(_instances).where(_instances.c.id.in_(dead)))
+        return int(n)
+
+    def orphans(self, live: set[str]) -> list[str]:
+        """Owners (other than the live ones) that still hold open attempts of this node."""
+        a = _attempts.c
+        with self.engine.connect() as conn:
+            owners = set(conn.execute(sa.select(a.owner).distinct().where(
+                a.node == self.node, a.ended_at.is_(None))).scalars())
+        return sorted(o or "" for o in owners if o not in live)
+
+    def owned_attempts(self, exclude: set[str] | None = None) -> list[Attempt]:
+        """This process's open attempts as SQL has them (after a restart or an adoption)."""
+        a, c, camp, acc = _attempts.c, _calls.c, _campaigns.c, _accounts.c
+        led = _ledger.c
+        hold = (sa.select(led.hold).where(led.attempt_id == a.id, led.kind == LedgerKind.RESERVE)
+                .scalar_subquery())
+        released = sa.exists().where(led.attempt_id == a.id, led.kind == LedgerKind.RELEASE)
+        query = (
+            sa.select(a.id, a.call_id, a.account_id, c.campaign_id, a.attempt_no, a.dialed_number, c.audio_id,
+                      c.caller_id, c.max_retries, c.retry_delay_seconds, a.rate_per_minute, a.pulse_seconds,
+                      acc.rate_per_minute.label("acc_rate"), acc.pulse_seconds.label("acc_pulse"), hold,
+                      released, a.started_at, a.ringing_at, a.answered_at, c.status, c.cancel_requested_at,
+                      camp.window_start, camp.window_end, camp.timezone)
+            .select_from(_attempts.join(_calls, c.id == a.call_id).join(_accounts, acc.id == a.account_id)
+                         .outerjoin(_campaigns, camp.id == c.campaign_id))
+            .where(a.owner == self.owner, a.ended_at.is_(None))
+        )
+        out: list[Attempt] = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            audio = self._audio_durations(conn, {r.audio_id for r in rows})
+        for r in rows:
+            if exclude and r.id in exclude:
+                continue
+            status = CallStatus(r.status)
+            out.append(Attempt(
+                attempt_id=r.id, call_id=r.call_id, account_id=r.account_id, campaign_id=r.campaign_id,
+                attempt_no=r.attempt_no, phone_number=r.dialed_number, audio_id=r.audio_id,
+                audio_ms=audio.get(r.audio_id, 0), caller_id=r.caller_id, max_retries=r.max_retries,
+                retry_delay=r.retry_delay_seconds, rate=r.rate_per_minute or r.acc_rate,
+                pulse=r.pulse_seconds or r.acc_pulse, hold=ZERO if (r[14] is None or r[15]) else r[14],
+                started_at=r.started_at,
+                window=Window.of(r.window_start, r.window_end, r.timezone) if r.campaign_id else None,
+                status=status if status.is_live else CallStatus.DIALING, ringing_at=r.ringing_at,
+                answered_at=r.answered_at or (None if status is not CallStatus.ANSWERED else r.started_at),
+                cancel_requested=r.cancel_requested_at is not None))
+        return out
+
+    def cancel_requested(self, call_ids: Iterable[str]) -> set[str]:
+        """Which of these live calls the customer asked to hang up."""
+        ids = list(call_ids)
+        if not ids:
+            return set()
+        c = _calls.c
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in sqlbatch.chunks(ids, 500):
+                found.update(conn.execute(sa.select(c.id).where(
+                    c.id.in_(chunk), c.status.in_(Step.REQUEST_CANCEL.sources),
+                    c.cancel_requested_at.is_not(None))).scalars())
+        return found
+
+    def ended(self, attempt_ids: Iterable[str]) -> dict[str, str | None]:
+        """For the attempts SQL knows (switch records found on disk): None while an attempt is
+        open, else the cause it ended with (OUTCOME_UNKNOWN: its record can still settle it)."""
+        ids = list(attempt_ids)
+        out: dict[str, str | None] = {}
+        a = _attempts.c
+        with self.engine.connect() as conn:
+            for chunk in sqlbatch.chunks(ids, 500):
+                out.update({r.id: (r.hangup_cause or cs.CAUSE_UNKNOWN) if r.ended_at is not None else None
+                            for r in conn.execute(sa.select(a.id, a.ended_at, a.hangup_cause).where(a.id.in_(chunk)))})
+        return out
+
+    def unknown_attempt(self, attempt_id: str) -> Attempt | None:
+        """An attempt ended OUTCOME_UNKNOWN whose reservation is still held (to settle it)."""
+        a, c, led = _attempts.c, _calls.c, _ledger.c
+        released = sa.exists().where(led.attempt_id == a.id, led.kind == LedgerKind.RELEASE)
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                sa.select(a.id, a.call_id, a.account_id, c.campaign_id, a.attempt_no, a.dialed_number, c.audio_id,
+                          a.rate_per_minute, a.pulse_seconds, a.reserved_amount, a.started_at)
+                .join(_calls, c.id == a.call_id)
+                .where(a.id == attempt_id, a.hangup_cause == cs.OUTCOME_UNKNOWN, ~released)
+            ).one_or_none()
+        if r is None:
+            return None
+        return Attempt(r.id, r.call_id, r.account_id, r.campaign_id, r.attempt_no, r.dialed_number, r.audio_id, 0,
+                       None, 0, 0, r.rate_per_minute, r.pulse_seconds, r.reserved_amount, r.started_at,
+                       status=CallStatus.FAILED)
+
+    def settle_unknown(self, attempt: Attempt, facts: HangupFacts) -> Finished | None:
+        """Settle an attempt that ended OUTCOME_UNKNOWN once its outcome is known (the switch's late
+        record, or an operator): money released and charged at the frozen rate; the call becomes
+        COMPLETED when the message was heard, else stays FAILED with the real cause. Never retried."""
+        now = self.clock()
+        answered = facts.answered or facts.billsec > 0
+        started = facts.message_started is not False
+        delivered = answered and started
+        billsec = facts.billsec if answered else 0
+        charge = min(call_cost(billsec, attempt.rate, attempt.pulse), attempt.hold) if delivered else ZERO
+        status = cs.check(Step.SETTLE_UNKNOWN, CallStatus.FAILED,
+                          CallStatus.COMPLETED if delivered else CallStatus.FAILED)
+        cause = facts.cause if not (answered and not started) else cs.MESSAGE_NOT_PLAYED
+        a, c = _attempts.c, _calls.c
+        with self.engine.begin() as conn:
+            done = conn.execute(sa.update(_attempts).where(a.id == attempt.attempt_id,
+                                                           a.hangup_cause == cs.OUTCOME_UNKNOWN).values(
+                hangup_cause=facts.cause[:64], q850_cause=facts.q850, sip_status=facts.sip_status, billsec=billsec,
+                duration=facts.duration, played_ms=facts.played_ms, cost=charge,
+                status=CallStatus.COMPLETED if delivered else cs.outcome_for(facts.cause, answered=answered,
+                                                                             message_started=started).status,
+                answered_at=facts.answered_at if answered else None,
+                ended_at=facts.ended_at or a.ended_at)).rowcount
+            if done != 1:
                 return None
-            amount = reservation_for(due.audio_ms, rate, pulse)
-            # the account row is locked (by the reservation's UPDATE) before the attempt row
-            # is inserted: the insert's foreign-key check would otherwise share-lock it first,
-            # and two claims upgrading their shared locks deadlock
-            try:
-                if next_attempt_id is None:
-                    ledger.reserve_new(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
-                else:  # reserved when the call was placed (or by an earlier try of this claim)
-                    ledger.reserve(session, due.account_id, amount, call_id=due.call_id, attempt_id=attempt_id)
-            except ledger.InsufficientBalance:
-                session.rollback()
-                raise
-            conn.execute(_INSERT_ATTEMPT, {
-                "id": attempt_id, "call_id": due.call_id, "account_id": due.account_id, "attempt_no": attempt_no,
-                "node": self.node, "status": CallStatus.DIALING, "dialed_number": due.phone_number,
-                "started_at": now, "reserved_amount": amount})
-            session.commit()
-        return Claimed(attempt_id=attempt_id, attempt_no=attempt_no, call=due)
+            values: dict[str, Any] = {"status": status, "last_cause": cause[:64], "last_sip_status": facts.sip_status,
+                                      "billsec": c.billsec + billsec, "cost": c.cost + charge, "updated_at": now}
+            if answered:
+                values["answered_at"] = facts.answered_at
+            conn.execute(sa.update(_calls).where(c.id == attempt.call_id, c.status.in_(Step.SETTLE_UNKNOWN.sources))
+                         .values(values))
+            books = Books(conn, [attempt.account_id])
+            if attempt.hold > 0 and attempt.account_id in books.state:
+                self._book(books, attempt, charge, now)
+            books.flush()
+        return Finished(attempt.call_id, attempt.attempt_id, status, cause, charge, None, answered)
 
-    def skip_do_not_call(self, call_id: str) -> bool:
-        """A number put on the do-not-call list after the call was queued is never dialed."""
-        return self._end_unqueued(call_id, CallStatus.CANCELLED, lifecycle.DO_NOT_CALL)
-
-    def pause_unpaid_campaign(self, campaign_id: str) -> bool:
-        """A campaign whose next attempt cannot be paid pauses until resumed after a top-up."""
-        with self.sessions() as session:
-            return campaigns.pause(session, campaign_id, reason=campaigns.INSUFFICIENT_BALANCE)
-
+    # -- campaigns -------------------------------------------------------------------------------------
     def campaign_housekeeping(self) -> tuple[int, list[str]]:
         """Start SCHEDULED campaigns whose time has come; complete finished ones."""
-        with self.sessions() as session:
-            return campaigns.start_due(session, self.clock()), campaigns.complete_finished(session, self.clock())
+        from core import campaigns
 
-    def recover_stalled_imports(self, queue: Any, stall_seconds: int) -> list[str]:
-        """Enqueue again the CSV imports whose worker died (see ``campaigns.importer``)."""
-        from campaigns.importer import recover_stalled_imports
-
-        with self.sessions() as session:
-            return recover_stalled_imports(session.connection(), queue, stall_seconds)
-
-    def fail_unpaid(self, call_id: str) -> bool:
-        """A single call whose next attempt cannot be paid ends FAILED (INSUFFICIENT_BALANCE)."""
-        return self._end_unqueued(call_id, CallStatus.FAILED, lifecycle.INSUFFICIENT_BALANCE)
-
-    def _end_unqueued(self, call_id: str, status: CallStatus, cause: str) -> bool:
-        """End a QUEUED call without dialing it (its reservation, if any, is released)."""
-        with self.sessions() as session:
-            return end_queued(session, call_id, status, cause, now=self.clock())
-
-    # -- live states ---------------------------------------------------------------------
-    @staticmethod
-    def _advance_on(conn: sa.Connection, step: Advance) -> bool:
-        """Two conditional UPDATEs, no read: the attempt moves forward (or gets its missing
-        timestamp) while it has not ended; then its call, while the attempt is still the
-        call's live one. Late or repeated events match nothing and write nothing."""
-        attempt_update, call_update = _ADVANCE[step.to]
-        call_id = step.call_id
-        if call_id is None:  # not known to this process (e.g. before reconciliation)
-            call_id = conn.execute(_ATTEMPT_CALL, {"attempt_id": step.attempt_id}).scalar()
-            if call_id is None:
-                return False
-        params = {"attempt_id": step.attempt_id, "to": step.to, "at": step.at}
-        if conn.execute(attempt_update, params).rowcount != 1:
-            return False
-        conn.execute(call_update, {**params, "call_id": call_id, "now": utcnow()})
-        return True
-
-    def advance_many(self, steps: list[Advance]) -> list[bool]:
-        """Apply live-state steps in order, in one transaction; for each, whether it changed
-        anything. Every step is idempotent, so the whole batch can be applied again."""
-        with self.engine.connect() as conn:
-            done = [self._advance_on(conn, step) for step in steps]
-            if any(done):
-                conn.commit()
-            else:
-                conn.rollback()
-            return done
-
-    def mark_ringing(self, attempt_id: str, at: datetime, call_id: str | None = None) -> bool:
-        return self.advance_many([Advance(attempt_id, CallStatus.RINGING, at, call_id)])[0]
-
-    def mark_answered(self, attempt_id: str, at: datetime, call_id: str | None = None) -> bool:
-        return self.advance_many([Advance(attempt_id, CallStatus.ANSWERED, at, call_id)])[0]
-
-    # -- the end of an attempt --------------------------------------------------------------
-    def finish(self, attempt_id: str, facts: HangupFacts) -> Finished | None:
-        """Finalise an attempt once; None when it is unknown or already final.
-
-        One SELECT reads the attempt, its call, account, campaign and ledger entries; the
-        conditional UPDATE of the attempt (``WHERE ended_at IS NULL``) makes it happen once;
-        then the settlement and the call's new state."""
         now = self.clock()
-        with self.engine.connect() as conn:
-            row = conn.execute(_FINISH_READ, {"attempt_id": attempt_id}).one_or_none()
-            if row is None or row.ended_at is not None:
-                return None
-            (call_id, account_id, attempt_no, attempt_answered_at, _, max_retries, retry_delay, cancel_requested_at,
-             call_billsec, call_cost_so_far, campaign_id, rate, pulse, campaign_status, window_start, window_end,
-             timezone, reserve_hold, release_id, charge_amount) = row
-            held = ledger.held_of(reserve_hold, release_id, charge_amount)
-            answered = facts.answered or attempt_answered_at is not None or facts.billsec > 0
-            billsec = facts.billsec if answered else 0
-            cost = call_cost(billsec, rate, pulse) if answered else Decimal("0")
-            charged = (ledger.ZERO if held.hold is None else held.charged if held.released
-                       else min(cost, held.hold))
-            ended_at = facts.ended_at or now
-            done = conn.execute(_FINISH_ATTEMPT, {
-                "b_attempt_id": attempt_id, "b_ended_at": ended_at, "b_hangup_cause": facts.cause,
-                "b_q850_cause": facts.q850, "b_sip_status": facts.sip_status, "b_billsec": billsec,
-                "b_duration": facts.duration, "b_played_ms": facts.played_ms, "b_cost": charged,
-                "b_answered_at": attempt_answered_at or (facts.answered_at if answered else None),
-                "b_status": CallStatus.COMPLETED if answered else
-                lifecycle.outcome_for(facts.cause, answered=False).status}).rowcount
-            if done != 1:
-                conn.rollback()
-                return None
-            charged = ledger.settle_held(conn, held, cost, account_id=account_id, call_id=call_id,
-                                         attempt_id=attempt_id)
-            outcome = lifecycle.outcome_for(facts.cause, answered=answered)
-            campaign_status = CampaignStatus(campaign_status) if campaign_status is not None else None
-            nxt = lifecycle.after_attempt(
-                outcome, attempts_made=attempt_no,
-                # a cancelled campaign retries nothing
-                max_retries=0 if campaign_status is CampaignStatus.CANCELLED else max_retries,
-                retry_delay=timedelta(seconds=retry_delay), now=now,
-                cancel_requested=cancel_requested_at is not None,
-            )
-            if campaign_id is not None and nxt.next_attempt_at is not None:
-                # retries of a campaign are scheduled inside its calling window
-                window = Window.of(window_start, window_end, timezone)
-                nxt = lifecycle.Next(nxt.status, window.next_open(nxt.next_attempt_at))
-            values: dict[str, object] = {
-                "b_call_id": call_id, "b_attempt_id": attempt_id,
-                "b_status": nxt.status, "b_live_attempt_id": None, "b_next_attempt_at": nxt.next_attempt_at,
-                "b_last_cause": facts.cause,
-                "b_last_sip_status": facts.sip_status, "b_billsec": call_billsec + billsec,
-                "b_cost": call_cost_so_far + charged, "b_updated_at": now,
-            }
-            if answered:
-                values["b_answered_at"] = attempt_answered_at or facts.answered_at or ended_at
-            if nxt.final:
-                values["b_ended_at"] = ended_at
-            conn.execute(_FINISH_CALL[answered, nxt.final], values)
-            conn.commit()
-            return Finished(call_id=call_id, attempt_id=attempt_id, status=nxt.status, cause=facts.cause,
-                            charged=charged, next_attempt_at=nxt.next_attempt_at)
+        with self.engine.connect() as conn:  # each step commits
+            return campaigns.start_due(conn, now), campaigns.complete_finished(conn, now)
 
-    # -- reconciliation ----------------------------------------------------------------------
-    def open_attempts(self) -> list[LiveAttempt]:
-        """Every attempt of this node that has not ended (after a restart or reconnect)."""
-        query = (
-            sa.select(CallAttempt.id, CallAttempt.call_id, CallAttempt.account_id, Call.campaign_id,
-                      CallAttempt.dialed_number, CallAttempt.status, CallAttempt.answered_at,
-                      CallAttempt.started_at, Call.cancel_requested_at.is_not(None), AudioFile.duration_ms)
-            .join(Call, Call.id == CallAttempt.call_id)
-            .join(AudioFile, AudioFile.id == Call.audio_id)
-            .where(CallAttempt.node == self.node, CallAttempt.ended_at.is_(None))
-        )
-        with self.sessions() as session:
-            return [LiveAttempt(*row) for row in session.execute(query)]
 
-    def cancel_requested_live(self) -> list[str]:
-        """Attempt ids of live calls whose user asked for a hang-up."""
-        with self.sessions() as session:
-            return list(session.execute(
-                sa.select(Call.live_attempt_id).join(CallAttempt, CallAttempt.id == Call.live_attempt_id)
-                .where(Call.cancel_requested_at.is_not(None), Call.status.in_(LIVE),
-                       CallAttempt.node == self.node)
-            ).scalars())
+class _Repeated(Exception):
+    """A batch held an attempt that had already ended."""
 
-    def live_attempt_of(self, call_id: str) -> str | None:
-        with self.sessions() as session:
-            return session.execute(
-                sa.select(Call.live_attempt_id).where(Call.id == call_id, Call.status.in_(LIVE))
-            ).scalar_one_or_none()
+
+def _queued_guard(table: sa.Table) -> list[Any]:
+    return [table.c.status.in_(Step.CLAIM.sources)]
+
+
+def _unclaim_guard(table: sa.Table) -> list[Any]:
+    return [table.c.status.in_(Step.UNCLAIM.sources)]
+
+
+def _finish_call_guard(table: sa.Table) -> list[Any]:
+    return [table.c.status.in_(Step.FINISH.sources)]

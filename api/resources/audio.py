@@ -17,9 +17,11 @@ from api.errors import ApiError, not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import AudioSchema
 from core.audio import AudioError, convert_upload
+from core.call_states import FINAL
+from core.campaign_states import CampaignStatus
 from core.db import utcnow
 from core.models import AudioFile, Call, Campaign, new_id
-from core.states import FINAL_CALL_STATUSES, AudioStatus, CampaignStatus
+from core.states import AudioStatus
 
 blp = Blueprint("audio", __name__, url_prefix="/api/v1/audio", description="Recorded messages")
 
@@ -146,7 +148,7 @@ def delete(audio_id: str) -> None:
     session = db()
     pending_calls = session.execute(
         sa.select(sa.func.count()).select_from(Call).where(
-            Call.audio_id == audio.id, Call.status.not_in([s.value for s in FINAL_CALL_STATUSES]))
+            Call.audio_id == audio.id, Call.status.not_in([s.value for s in FINAL]))
     ).scalar_one()
     active_campaigns = session.execute(
         sa.select(sa.func.count()).select_from(Campaign).where(

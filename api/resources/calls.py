@@ -22,11 +22,12 @@ from api.resources.audio import own_ready_audio
 from api.schemas import CallDetailSchema, CallSchema
 from billing.ledger import InsufficientBalance
 from billing.rating import format_pkr
-from core.calls import IdempotencyMismatch, NewCall, cancel_queued, create_call, fingerprint, request_cancel_live
+from core.call_states import CallStatus
+from core.calls import IdempotencyMismatch, NewCall, create_call, fingerprint
+from core.calls import cancel as cancel_call
 from core.models import Call
 from core.phone import InvalidPhoneNumber, normalize_pk
 from core.queues import enqueue_cancel, enqueue_dial
-from core.states import CallStatus
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1/calls", description="Single calls")
 
@@ -172,10 +173,11 @@ def cancel(call_id: str) -> Call:
     """Cancel a call that has not ended. A live call is hung up on FreeSWITCH."""
     call = own_call(call_id)
     session = db()
-    if call.status.is_final:
+    if call.status.is_final or not cancel_call(session, call.id):
+        session.refresh(call)
         raise ApiError(409, "CALL_ALREADY_FINAL", f"The call has already ended ({call.status.value}).",
                        {"status": call.status.value})
-    if not cancel_queued(session, call.id) and request_cancel_live(session, call.id):
-        enqueue_cancel(services().dial_queue, call.id)
     session.refresh(call)
+    if call.status.is_live:  # the dialer hangs it up (and keeps trying until the hangup comes)
+        enqueue_cancel(services().dial_queue, call.id)
     return call

@@ -25,10 +25,11 @@ from billing.rating import money_str
 from campaigns.csv_reader import CsvError, sniff
 from campaigns.importer import enqueue_import, upload_path
 from core import campaigns as lifecycle
+from core.call_states import CallStatus
+from core.campaign_states import CampaignStatus
 from core.db import utcnow
 from core.models import Call, Campaign, CampaignRejectedRow
 from core.phone import InvalidPhoneNumber, normalize_pk
-from core.states import CallStatus, CampaignStatus
 from core.window import Window
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")

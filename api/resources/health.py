@@ -16,13 +16,11 @@ Both are public (``security: []``) and outside the rate limits.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from flask import jsonify
 from flask.wrappers import Response
@@ -30,9 +28,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.context import services
-
-HEARTBEAT_PREFIX = "zc:dialer:"
-HEARTBEAT_MAX_AGE = 15.0  # seconds; the dialer writes every second with a 15 s expiry
+from core.redis_keys import HEARTBEAT_MAX_AGE, live_dialers
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Liveness and readiness")
 
@@ -58,34 +54,6 @@ class ReadySchema(Schema):
                          metadata={"description": "database, redis, dialer_heartbeat, esl_connected"})
     failing = fields.List(fields.String())
     error = fields.Dict(metadata={"description": "on 503: the documented error envelope (NOT_READY)"})
-
-
-def live_dialers(client: redis.Redis, now: float | None = None,
-                 max_age: float = HEARTBEAT_MAX_AGE) -> list[dict[str, Any]]:
-    """Every dialer heartbeat younger than ``max_age`` seconds, sorted by node and pid.
-
-    Reads the JSON the engine publishes (``Engine.state()``); a stale or unreadable
-    heartbeat is skipped. Raises ``redis.RedisError`` when Redis cannot be read.
-    """
-    now = time.time() if now is None else now
-    keys = sorted(client.scan_iter(match=HEARTBEAT_PREFIX + "*", count=200))
-    if not keys:
-        return []
-    live = []
-    values: list[Any] = client.mget(keys)  # type: ignore[assignment]
-    for key, raw in zip(keys, values, strict=True):
-        if raw is None:
-            continue
-        try:
-            state = json.loads(raw)
-            age = now - float(state["ts"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if age < max_age:
-            state["age_seconds"] = round(max(age, 0.0), 3)
-            state["key"] = key.decode() if isinstance(key, bytes) else key
-            live.append(state)
-    return sorted(live, key=lambda s: (str(s.get("node")), int(s.get("pid") or 0)))
 
 
 def _measured(check: Any) -> Any:

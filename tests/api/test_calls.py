@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.states import CallStatus
+from core.call_states import CallStatus
 from tests.api.conftest import assert_error
 
 CALL_FIELDS = {"id", "phone_number", "status", "audio_id", "campaign_id", "caller_id", "max_retries",

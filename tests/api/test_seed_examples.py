@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from campaigns.importer import import_campaign
-from core.states import CallStatus
+from core.call_states import CallStatus
 
 
 def test_make_a_single_call(client, tenant, upload_audio):

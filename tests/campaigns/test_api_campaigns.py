@@ -18,8 +18,8 @@ from rq.job import Job
 
 from api import create_app
 from campaigns.importer import import_campaign
+from core.call_states import CallStatus
 from core.models import Call, Campaign
-from core.states import CallStatus
 from tests.api.conftest import assert_error
 
 NUMBERS = b"phone_number\n03001234567\n03007654321\n"

@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.importer import DNC_REASON, ImportLimits, import_campaign, upload_path
+from core.call_states import CallStatus
+from core.campaign_states import CampaignStatus
 from core.db import make_engine
 from core.models import Account, AudioFile, Call, Campaign, CampaignRejectedRow, DncNumber
-from core.states import CallStatus, CampaignStatus
 
 
 @pytest.fixture()

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from billing import ledger
 from campaigns.importer import import_campaign
+from core.call_states import CallStatus
 from core.db import utcnow
 from core.models import Call, Campaign
-from core.states import CallStatus
 from tests.e2e.conftest import ROOT, SimProcess, Stack, wait_for
 
 KARACHI = ZoneInfo("Asia/Karachi")

@@ -57,7 +57,7 @@ def test_account_cap_holds_across_two_dialers(stack: Stack, make_tenant: Any, up
 def test_killed_dialer_leaks_no_leases(stack: Stack, make_tenant: Any, upload: Any) -> None:
     lease = 3
     sim = stack.simulator()
-    dialer = stack.dialer(sim, CAP_LEASE_SECONDS=lease)
+    dialer = stack.dialer(sim, CAP_LEASE_SECONDS=lease, DIALER_OWNER_STALE_SECONDS=3)
     tenant = stack.tenant(make_tenant)
     audio = upload(tenant, seconds=240)  # stays up for 12 s of real time
     placed = [stack.place(tenant, audio, "0") for _ in range(3)]
@@ -68,8 +68,9 @@ def test_killed_dialer_leaks_no_leases(stack: Stack, make_tenant: Any, upload: A
     dialer.kill9()
     wait_for("the killed dialer's leases to expire",
              lambda: stack.in_use(node_key) == 0 and stack.in_use(account_key) == 0, timeout=lease + 10)
-    # a new dialer for the node adopts the channels that are still up and leases them again
-    stack.dialer(sim, CAP_LEASE_SECONDS=lease)
+    # a new dialer for the node adopts the channels that are still up (once the killed one's
+    # heartbeat is stale) and leases them again
+    stack.dialer(sim, CAP_LEASE_SECONDS=lease, DIALER_OWNER_STALE_SECONDS=3)
     wait_for("the new dialer to lease the live calls", lambda: stack.in_use(node_key) == 3)
     for p in placed:
         stack.cancel(tenant, p.call_id)

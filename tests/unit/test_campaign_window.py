@@ -19,8 +19,9 @@ import redis
 import sqlalchemy as sa
 
 from core import campaigns as lifecycle
+from core.call_states import CallStatus
+from core.campaign_states import CampaignStatus
 from core.models import Call, Campaign
-from core.states import CallStatus, CampaignStatus
 from dialer.caps import Caps
 from dialer.engine import Engine
 from dialer.store import HangupFacts, Store
@@ -66,11 +67,23 @@ def setup(sessions: Any, make_tenant: Any, upload_audio: Any) -> Any:
 
 
 def due_ids(store: Store, campaign_id: str, now: datetime | None = None) -> set[str]:
-    return {d.call_id for d in store.due_calls(500, now=now) if d.campaign_id == campaign_id}
+    """What the dispatcher would be offered for this campaign (a claim whose caps grant nothing:
+    the real read path, nothing written)."""
+    offered: list[Any] = []
+    for source in store.due_sources(now):
+        if source.campaign_id == campaign_id:
+            store.claim(source, 500, lambda cands: offered.extend(cands) or [], now=now)
+    return {c.call_id for c in offered}
 
 
 def frozen(moment: datetime) -> Any:
     return lambda: moment
+
+
+def new_store(sessions: Any, node: str = "unit", moment: datetime | None = None) -> Store:
+    """A Store as a freshly started dialer process has it (its own owner id)."""
+    kwargs = {"clock": frozen(moment)} if moment is not None else {}
+    return Store(sessions.kw["bind"], node, f"{node}:{secrets.token_hex(4)}", **kwargs)
 
 
 # -- due_calls -------------------------------------------------------------------------------------
@@ -84,13 +97,13 @@ def test_due_calls_only_inside_the_window(sessions: Any, setup: Any, moment: dat
     campaign, ids = setup(due=BEFORE_OPEN)
     # a new Store each time (as after a dialer restart): the window is decided from SQL alone
     expected = set(ids) if inside else set()
-    assert due_ids(Store(sessions, "unit"), campaign.id, now=moment) == expected
-    assert due_ids(Store(sessions, "unit", clock=frozen(moment)), campaign.id) == expected
+    assert due_ids(new_store(sessions), campaign.id, now=moment) == expected
+    assert due_ids(new_store(sessions, moment=moment), campaign.id) == expected
 
 
 def test_window_past_midnight(sessions: Any, setup: Any) -> None:
     campaign, ids = setup(window_start="20:00", window_end="02:00", due=BEFORE_OPEN)
-    store = Store(sessions, "unit")
+    store = new_store(sessions)
     assert due_ids(store, campaign.id, now=AFTER_CLOSE) == set(ids)     # 22:00
     assert due_ids(store, campaign.id, now=utc(20, 30)) == set(ids)     # 01:30 the next day
     assert due_ids(store, campaign.id, now=utc(21)) == set()            # 02:00 closes
@@ -101,13 +114,15 @@ def test_window_past_midnight(sessions: Any, setup: Any) -> None:
                                     CampaignStatus.CANCELLED, CampaignStatus.COMPLETED])
 def test_only_running_campaigns_are_due(sessions: Any, setup: Any, status: CampaignStatus) -> None:
     campaign, _ = setup(status=status)
-    assert due_ids(Store(sessions, "unit"), campaign.id, now=INSIDE) == set()
+    assert due_ids(new_store(sessions), campaign.id, now=INSIDE) == set()
 
 
-def test_due_calls_respect_the_concurrent_limit_batch_and_next_attempt(sessions: Any, setup: Any) -> None:
+def test_due_sources_carry_the_limits_and_next_attempt(sessions: Any, setup: Any) -> None:
     campaign, ids = setup(count=12, concurrent_limit=3)
-    store = Store(sessions, "unit")
-    assert len(due_ids(store, campaign.id, now=INSIDE)) == 6  # at most twice the limit per sweep
+    store = new_store(sessions)
+    (source,) = [s for s in store.due_sources(INSIDE) if s.campaign_id == campaign.id]
+    assert (source.campaign_limit, source.account_limit) == (3, 50)  # the dispatcher claims within them
+    assert len(due_ids(store, campaign.id, now=INSIDE)) == 12
     with sessions() as session:
         session.execute(sa.update(Call).where(Call.id.in_(ids[:10])).values(next_attempt_at=INSIDE
                                                                             + timedelta(hours=1)))
@@ -123,7 +138,7 @@ class FakeEsl:
     def __init__(self, on_event: Any) -> None:
         self.originated: list[str] = []
 
-    def originate(self, attempt_id: str, call_id: str, *args: Any) -> None:
+    def originate(self, attempt_id: str, call_id: str, *args: Any, **kwargs: Any) -> None:
         self.originated.append(call_id)
 
     def close(self) -> None:
@@ -136,37 +151,45 @@ def test_a_new_engine_dials_nothing_outside_the_window(sessions: Any, setup: Any
     rds = redis.Redis.from_url(settings.redis_url)
 
     def engine_at(moment: datetime) -> Engine:
-        engine = Engine(replace(settings, dialer_node=node, gateway_cps=1000), Store(sessions, node,
-                        clock=frozen(moment)), Caps(rds, 20), rds, esl_factory=FakeEsl)
+        store = new_store(sessions, node, moment)
+        engine = Engine(replace(settings, dialer_node=node, gateway_cps=1000), store, Caps(rds, 20), rds,
+                        esl_factory=FakeEsl)
         engine._running = True  # as after start(), without its greenlets: one sweep is driven by hand
+        engine.caps.sync_epoch(engine.holder, lambda: [])
         return engine
 
     for _ in range(2):  # two "restarts"
         engine = engine_at(AFTER_CLOSE)
         engine.dispatch_once()
+        engine._dial_pool.join()
         assert engine.esl.originated == []  # type: ignore[attr-defined]
     engine = engine_at(INSIDE)
     engine.dispatch_once()
+    engine._dial_pool.join()
     assert sorted(engine.esl.originated) == sorted(ids)  # type: ignore[attr-defined]
     with sessions() as session:
         statuses = set(session.scalars(sa.select(Call.status).where(Call.id.in_(ids))))
     assert statuses == {CallStatus.DIALING}
     # end the attempts, so nothing of this test stays live
-    store = Store(sessions, node, clock=frozen(INSIDE))
-    for attempt in store.open_attempts():
-        store.finish(attempt.attempt_id, HangupFacts(cause="CALL_REJECTED"))
+    engine.store.finish([(live.a, HangupFacts(cause="CALL_REJECTED")) for live in engine.live.values()])
+    engine.caps.release([live.lease for live in engine.live.values()])
     rds.close()
 
 
 # -- retries inside the window -------------------------------------------------------------------------
 
 
+def _claim(store: Store, campaign: Campaign, call_id: str, now: datetime) -> Any:
+    (source,) = [s for s in store.due_sources(now) if s.campaign_id == campaign.id]
+    claim = store.claim(source, 500, lambda cands: [c for c in cands if c.call_id == call_id], now=now)
+    (attempt,) = claim.claimed
+    return attempt
+
+
 def _claim_and_finish(sessions: Any, campaign: Campaign, call_id: str, at: datetime, cause: str) -> Any:
-    store = Store(sessions, "unit", clock=frozen(at))
-    (due,) = [d for d in store.due_calls(500, now=INSIDE) if d.call_id == call_id]
-    claimed = store.claim(due)
-    assert claimed is not None
-    return store.finish(claimed.attempt_id, HangupFacts(cause=cause))
+    store = new_store(sessions, moment=at)
+    (done,) = store.finish([(_claim(store, campaign, call_id, INSIDE), HangupFacts(cause=cause))])
+    return done
 
 
 def test_retry_inside_the_window_keeps_its_delay(sessions: Any, setup: Any) -> None:
@@ -184,7 +207,7 @@ def test_retry_that_would_land_after_closing_waits_for_the_next_opening(sessions
     with sessions() as session:
         call = session.get(Call, call_id)
         assert call is not None and call.next_attempt_at == utc(4, day=16) and call.ended_at is None
-    store = Store(sessions, "unit")
+    store = new_store(sessions)
     assert due_ids(store, campaign.id, now=utc(3, 59, day=16)) == set()
     assert due_ids(store, campaign.id, now=utc(4, day=16)) == {call_id}
 
@@ -192,12 +215,9 @@ def test_retry_that_would_land_after_closing_waits_for_the_next_opening(sessions
 def test_retry_of_a_late_window_crosses_midnight_inside_it(sessions: Any, setup: Any) -> None:
     campaign, (call_id,) = setup(count=1, retry_delay_seconds=3600, window_start="20:00", window_end="02:00",
                                  due=AFTER_CLOSE)
-    store = Store(sessions, "unit", clock=frozen(utc(19, 30)))  # 00:30 Asia/Karachi
-    (due,) = [d for d in store.due_calls(500) if d.call_id == call_id]
-    claimed = store.claim(due)
-    assert claimed is not None
-    done = store.finish(claimed.attempt_id, HangupFacts(cause="NO_ANSWER"))
-    assert done is not None and done.next_attempt_at == utc(20, 30)  # 01:30, still inside
+    store = new_store(sessions, moment=utc(19, 30))  # 00:30 Asia/Karachi
+    (done,) = store.finish([(_claim(store, campaign, call_id, utc(19, 30)), HangupFacts(cause="NO_ANSWER"))])
+    assert done.next_attempt_at == utc(20, 30)  # 01:30, still inside
 
 
 # -- start_due / complete_finished -------------------------------------------------------------------
@@ -218,7 +238,7 @@ def test_start_due(sessions: Any, setup: Any) -> None:
     started = _status(sessions, ready.id)
     assert (started.status, started.started_at) == (CampaignStatus.RUNNING, INSIDE)
     assert _status(sessions, later.id).status == CampaignStatus.SCHEDULED
-    assert due_ids(Store(sessions, "unit"), ready.id, now=INSIDE)  # now dialable
+    assert due_ids(new_store(sessions), ready.id, now=INSIDE)  # now dialable
 
 
 def test_complete_finished(sessions: Any, setup: Any) -> None:

@@ -1,4 +1,5 @@
-"""The pure call lifecycle: the cause table, retry counting, cancel, and live states."""
+"""The call state machine: the steps and who takes them, the cause table, retry counting, cancel,
+messages that never played, unknown outcomes, and live states."""
 
 from __future__ import annotations
 
@@ -6,9 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.states import CallStatus
-from dialer import lifecycle
-from dialer.lifecycle import Retry, advance, after_attempt, outcome_for
+from core import call_states as lifecycle
+from core.call_states import (
+    STEPS,
+    Actor,
+    CallStatus,
+    IllegalTransition,
+    Retry,
+    Step,
+    advance,
+    after_attempt,
+    check,
+    outcome_for,
+    steps_into,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DELAY = timedelta(seconds=90)
@@ -47,7 +59,7 @@ def test_answered_is_completed_whatever_the_cause(cause: str | None) -> None:
     assert lifecycle.COMPLETED.retry is Retry.NEVER
 
 
-@pytest.mark.parametrize("cause", [None, "", "SOMETHING_NEW", lifecycle.LOST, lifecycle.ORIGINATE_FAILED])
+@pytest.mark.parametrize("cause", [None, "", "SOMETHING_NEW", lifecycle.ORIGINATE_FAILED, lifecycle.CAUSE_UNKNOWN])
 def test_unknown_causes_are_temporary_failures(cause: str | None) -> None:
     assert outcome_for(cause, answered=False) == lifecycle.TEMPORARY_FAILURE
 
@@ -104,3 +116,56 @@ def test_events_in_any_order_end_at_the_furthest_state() -> None:
         for event in order:
             state = advance(state, event)
         assert state == CallStatus.ANSWERED
+
+
+def test_what_can_make_a_call_cancelled() -> None:
+    """The question a newcomer asks, answered by the table itself."""
+    assert set(steps_into(CallStatus.CANCELLED)) == {
+        Step.FINISH, Step.CANCEL_QUEUED, Step.SKIP_DO_NOT_CALL, Step.CAMPAIGN_CANCEL}
+    assert STEPS[Step.CANCEL_QUEUED].actors == {Actor.API}
+    assert STEPS[Step.CAMPAIGN_CANCEL].actors == {Actor.CAMPAIGN}
+
+
+def test_final_states_have_no_way_out_but_a_settlement() -> None:
+    for step, rule in STEPS.items():
+        for source in rule.sources:
+            if source.is_final:
+                assert step is Step.SETTLE_UNKNOWN and source is CallStatus.FAILED
+
+
+@pytest.mark.parametrize(("step", "source", "target"), [
+    (Step.CLAIM, CallStatus.QUEUED, CallStatus.DIALING),
+    (Step.FINISH, CallStatus.RINGING, CallStatus.QUEUED),
+    (Step.FINISH, CallStatus.ANSWERED, CallStatus.COMPLETED),
+    (Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
+])
+def test_allowed_steps(step: Step, source: CallStatus, target: CallStatus) -> None:
+    assert check(step, source, target) is target
+    assert source.value in step.sources
+
+
+@pytest.mark.parametrize(("step", "source", "target"), [
+    (Step.CLAIM, CallStatus.RINGING, CallStatus.DIALING),  # never dialed twice at once
+    (Step.CANCEL_QUEUED, CallStatus.ANSWERED, CallStatus.CANCELLED),  # a live call is hung up, not ended
+    (Step.FINISH, CallStatus.QUEUED, CallStatus.COMPLETED),
+    (Step.CREATE, CallStatus.QUEUED, CallStatus.QUEUED),
+    (Step.SKIP_DO_NOT_CALL, CallStatus.QUEUED, CallStatus.FAILED),
+])
+def test_refused_steps(step: Step, source: CallStatus, target: CallStatus) -> None:
+    with pytest.raises(IllegalTransition):
+        check(step, source, target)
+
+
+def test_answered_but_message_never_started_is_not_delivered_and_retried() -> None:
+    outcome = outcome_for("NORMAL_CLEARING", answered=True, message_started=False)
+    assert outcome is lifecycle.NOT_DELIVERED and outcome.status is CallStatus.FAILED
+    nxt = after_attempt(outcome, attempts_made=1, max_retries=1, retry_delay=DELAY, now=NOW)
+    assert nxt == lifecycle.Next(CallStatus.QUEUED, NOW + DELAY)
+    last = after_attempt(outcome, attempts_made=2, max_retries=1, retry_delay=DELAY, now=NOW)
+    assert last == lifecycle.Next(CallStatus.FAILED, None)
+
+
+def test_unknown_outcome_is_final_and_never_retried() -> None:
+    outcome = outcome_for(lifecycle.OUTCOME_UNKNOWN, answered=False)
+    assert outcome is lifecycle.UNKNOWN
+    assert after_attempt(outcome, attempts_made=1, max_retries=5, retry_delay=DELAY, now=NOW).final
