@@ -1,7 +1,9 @@
 """Who is calling: a JWT access token or a ``zc_live_`` API key, both as ``Bearer``.
 
-``authenticate()`` runs before every protected view (``require_auth``) and leaves a
-``Principal`` in ``g``. Every query of a tenant's data filters on its account id, so
+The credentials are verified at most once per request (``verified_principal``), and
+the outcome is kept in ``g``: the rate limiter names its bucket from it before the view
+runs, and ``require_auth`` answers from it (401 with the failure, or the ``Principal``
+in ``g.principal``). Every query of a tenant's data filters on its account id, so
 another account's ids answer 404.
 """
 
@@ -103,7 +105,7 @@ def _api_key_principal(token: str) -> Principal:
     return Principal(account_id=key.account_id, user_id=None, api_key_id=key.id)
 
 
-def authenticate() -> Principal:
+def _verify() -> Principal:
     token = bearer_token()
     if token is None:
         raise unauthorized("Send 'Authorization: Bearer <JWT or API key>'.")
@@ -118,6 +120,33 @@ def authenticate() -> Principal:
     if account is None or not account.active:
         raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
     g.principal = principal
+    return principal
+
+
+_OUTCOME = "auth_outcome"  # g: the request's Principal, or the exception its credentials raised
+
+
+def verified_principal() -> Principal | None:
+    """The caller, once its credentials verified; None when there are none or they failed.
+
+    Never raises (the rate limiter calls it to name its bucket, and a failing key function
+    would be taken for a dead limiter storage); the failure is kept for ``authenticate``.
+    """
+    outcome = g.get(_OUTCOME)
+    if outcome is None:
+        try:
+            outcome = _verify()
+        except Exception as exc:  # noqa: BLE001 - raised again by authenticate()
+            outcome = exc
+        setattr(g, _OUTCOME, outcome)
+    return outcome if isinstance(outcome, Principal) else None
+
+
+def authenticate() -> Principal:
+    """The caller, or the 401/403 (or unexpected error) its credentials gave."""
+    principal = verified_principal()
+    if principal is None:
+        raise g.get(_OUTCOME)
     return principal
 
 

@@ -1,7 +1,8 @@
 """Rate limits (flask-limiter on Redis) and the X-RateLimit-* headers on every response.
 
 * 100/minute per API key (or per user for a JWT) over all endpoints together
-  (``RATELIMIT_DEFAULT``), as an application-wide shared limit;
+  (``RATELIMIT_DEFAULT``), as an application-wide shared limit; requests without
+  verified credentials count per client address instead;
 * 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
 * a login limit per client address (``RATELIMIT_LOGIN``).
 
@@ -25,13 +26,12 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
 from flask.wrappers import Response
-from flask_jwt_extended import decode_token
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
 
+from api.auth import verified_principal
 from api.errors import STATUS_CODES, error_response
-from core.credentials import LOOKUP_PREFIX_LEN
 from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,21 +54,16 @@ def login_limit() -> str:
 
 
 def client_key() -> str:
-    """The bucket of this request: the API key, else the JWT's user, else the address.
+    """The bucket of this request: a verified API key or user, else the client's address.
 
-    It runs before authentication, so it must be cheap and never fail: a key is named
-    by its lookup prefix (unique per key), a JWT only counts once its signature checks.
+    Only verified credentials name a bucket: an API key once its hash matched, a JWT once
+    its signature, expiry and user checked. A forged or revoked token counts against the
+    address that sent it, so nobody can spend another key's budget. The verification is
+    the request's only one (kept in ``g`` for ``require_auth``).
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token:
-        if token.startswith("zc_live_"):
-            return "key:" + token[:LOOKUP_PREFIX_LEN]
-        try:
-            return "user:" + str(decode_token(token, allow_expired=False)["sub"])
-        except Exception:
-            pass
+    principal = verified_principal()
+    if principal is not None:
+        return principal.rate_key
     return "ip:" + (get_remote_address() or "unknown")
 
 
