@@ -12,19 +12,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import jwt
 import sqlalchemy as sa
-from flask import g, request
+from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 
 from api.context import db
 from api.errors import ApiError
+from core import refresh_tokens
 from core.credentials import LOOKUP_PREFIX_LEN, api_key_matches, looks_like_api_key
 from core.db import utcnow
-from core.models import Account, ApiKey, User
+from core.models import Account, ApiKey, User, new_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,13 +56,45 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def issue_tokens(user: User) -> dict[str, Any]:
-    claims = {"acc": user.account_id}
+def _tokens(user: User, family_id: str, jti: str) -> dict[str, Any]:
+    claims = {"acc": user.account_id, "gen": user.token_generation}
     return {
         "access_token": create_access_token(identity=user.id, additional_claims=claims),
-        "refresh_token": create_refresh_token(identity=user.id, additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=user.id,
+                                              additional_claims={**claims, "fam": family_id, "jti": jti}),
         "token_type": "Bearer",
     }
+
+
+def _refresh_expiry() -> datetime:
+    return utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+
+
+def login_tokens(user: User) -> dict[str, Any]:
+    """Tokens for a new login, whose refresh token starts a family of its own. Commits."""
+    session = db()
+    refresh_tokens.forget_expired(session, user.id)
+    jti = new_id()
+    family_id = refresh_tokens.start(session, user.id, jti, _refresh_expiry())
+    session.commit()
+    return _tokens(user, family_id, jti)
+
+
+def rotated_tokens(token: str) -> dict[str, Any]:
+    """New tokens for a refresh token, which is used up by it. Commits.
+
+    A refresh token that was used before revokes every token of its login (its family).
+    """
+    claims = decode_jwt(token, "refresh")
+    user = _token_user(claims)
+    session = db()
+    family_id, jti = str(claims.get("fam", "")), new_id()
+    rotated = refresh_tokens.rotate(session, family_id, user.id, str(claims.get("jti", "")), jti, _refresh_expiry())
+    session.commit()
+    if not rotated:
+        raise unauthorized("This refresh token has already been used or was revoked; every token of its login "
+                           "is revoked now. Log in again.", "INVALID_TOKEN")
+    return _tokens(user, family_id, jti)
 
 
 def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
@@ -76,10 +109,19 @@ def decode_jwt(token: str, expected_type: str) -> dict[str, Any]:
     return claims
 
 
-def _user_principal(user_id: str) -> Principal:
-    user = db().get(User, user_id)
+def _token_user(claims: dict[str, Any]) -> User:
+    """The user of a verified JWT, if it is active and the token is of its current generation."""
+    user = db().get(User, str(claims["sub"]))
     if user is None or not user.active:
         raise unauthorized("The token's user no longer exists or is disabled.", "INVALID_TOKEN")
+    if claims.get("gen", 0) != user.token_generation:
+        raise unauthorized("The token was revoked: the password changed since it was issued. Log in again.",
+                           "INVALID_TOKEN")
+    return user
+
+
+def _user_principal(claims: dict[str, Any]) -> Principal:
+    user = _token_user(claims)
     return Principal(account_id=user.account_id, user_id=user.id, api_key_id=None)
 
 
@@ -109,10 +151,8 @@ def _verify() -> Principal:
     token = bearer_token()
     if token is None:
         raise unauthorized("Send 'Authorization: Bearer <JWT or API key>'.")
-    if token.startswith("zc_"):
-        principal = _api_key_principal(token)
-    else:
-        principal = _user_principal(str(decode_jwt(token, "access")["sub"]))
+    api_key = token.startswith("zc_")
+    principal = _api_key_principal(token) if api_key else _user_principal(decode_jwt(token, "access"))
     # Kept in ``g`` for the whole request: the session's identity map holds objects weakly, so
     # a later ``get`` of the same account (placing a call) is answered without another SELECT.
     account = g.get("account") or db().get(Account, principal.account_id)

@@ -4,7 +4,8 @@
   (``RATELIMIT_DEFAULT``), as an application-wide shared limit; requests without
   verified credentials count per client address instead;
 * 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
-* a login limit per client address (``RATELIMIT_LOGIN``).
+* a login limit per client address (``RATELIMIT_LOGIN``); the same figure per user for
+  password changes (guesses of the current password with a stolen token).
 
 Each application gets its own ``Limiter`` (its storage, fallback state and counters
 belong to that app); views only carry a ``route_limit`` mark, which ``bind_route_limits``
@@ -38,6 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LOGIN = "login"
 CREATE = "create"
+PASSWORD = "password"
 EXTENSION = "zenscall_limiter"
 
 
@@ -72,8 +74,9 @@ _marked: list[tuple[str, Callable[..., Any]]] = []
 
 
 def route_limit(scope: str) -> Callable[[F], F]:
-    """Put a view under a route limit: ``LOGIN`` (per client address) or ``CREATE``
-    (per API key or user, shared by call and campaign creation)."""
+    """Put a view under a route limit: ``LOGIN`` (per client address), ``CREATE`` (per API
+    key or user, shared by call and campaign creation) or ``PASSWORD`` (the login limit, per
+    user)."""
 
     def decorate(view: F) -> F:
         _marked.append((scope, view))
@@ -137,6 +140,8 @@ def bind_route_limits(app: Flask) -> None:
             decorator = state.limiter.limit(login_limit, key_func=get_remote_address, scope=LOGIN)
         elif scope == CREATE:
             decorator = state.limiter.shared_limit(create_limit, scope=CREATE, key_func=client_key)
+        elif scope == PASSWORD:
+            decorator = state.limiter.limit(login_limit, key_func=client_key, scope=PASSWORD)
         else:
             raise ValueError(f"unknown rate-limit scope {scope!r}")
         state.guarded[view] = decorator(view)
