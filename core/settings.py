@@ -110,6 +110,8 @@ class Settings:
     ready_check_timeout: float = 2.0  # seconds per readiness check
     metrics_token: str = ""  # bearer token for /metrics; empty: open (bind it locally)
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
+    # proxies in front of the web process whose X-Forwarded-For / -Proto are believed; 0: none
+    trusted_proxies: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +154,10 @@ def load_settings() -> Settings:
     if production and metrics_token and len(metrics_token) < 16:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters in production")
     refuse_placeholder("METRICS_TOKEN", metrics_token)
+
+    trusted_proxies = _int("TRUSTED_PROXIES", 0)
+    if trusted_proxies < 0:
+        raise ConfigError(f"TRUSTED_PROXIES must be 0 or more (proxy hops), got {trusted_proxies}")
 
     database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'zenscall.db'}")
     redis_url = os.environ.get("REDIS_URL") or None
@@ -201,4 +207,5 @@ def load_settings() -> Settings:
         ready_check_timeout=_float("READY_CHECK_TIMEOUT", 2.0),
         metrics_token=metrics_token,
         cors_origins=tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()),
+        trusted_proxies=trusted_proxies,
     )
