@@ -135,9 +135,10 @@ def _api_key_principal(token: str) -> Principal:
         .join(Account, Account.id == ApiKey.account_id)
         .where(ApiKey.prefix == token[:LOOKUP_PREFIX_LEN])
     ).one_or_none()
-    key, g.account = found if found is not None else (None, None)
+    key, account = found if found is not None else (None, None)
     if key is None or not api_key_matches(token, key.key_hash):
         raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
+    g.account = account  # only once verified: a forged key names another account's row
     if key.revoked_at is not None:
         raise unauthorized("The API key has been revoked.", "API_KEY_REVOKED")
     now = utcnow()
