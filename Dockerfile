@@ -7,5 +7,5 @@ COPY . .
 RUN mkdir -p /srv/zenscall/audio && chown nobody:nogroup /srv/zenscall/audio
 USER nobody
 EXPOSE 8000
-# gunicorn.conf.py (read from /app) sets up Prometheus multiprocess mode
-CMD ["gunicorn", "--worker-class", "gevent", "--bind", "0.0.0.0:8000", "wsgi:app"]
+# gunicorn.conf.py (read from /app) sets the gevent worker with JSON errors and Prometheus multiprocess mode
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "wsgi:app"]

@@ -12,6 +12,7 @@ from flask_jwt_extended import JWTManager
 from flask_limiter.errors import RateLimitExceeded
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import errors
 from api.context import Services, close_db
@@ -85,6 +86,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         },
     )
     app.config.update(overrides)
+    if settings.trusted_proxies > 0:
+        # the client's address and scheme as the nearest trusted proxy saw them (per-address
+        # limits, logs); with no trusted proxy X-Forwarded-* is ignored: clients cannot pick it
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     JWTManager(app)
     init_metrics(app)  # first: its request id and timer run before the limiter's hooks
     init_limits(app, settings, redis_url)

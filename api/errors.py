@@ -16,7 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("zenscall.api")
 
-# Default codes per HTTP status, for errors raised by the framework itself.
+# Default codes per HTTP status, for errors raised by the framework itself (and by gunicorn,
+# for requests it refuses before the application sees them: api/gunicorn_worker.py).
 STATUS_CODES: dict[int, tuple[str, str]] = {
     400: ("BAD_REQUEST", "The request could not be understood."),
     401: ("UNAUTHORIZED", "Authentication is required."),
@@ -26,10 +27,14 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     406: ("NOT_ACCEPTABLE", "The requested representation is not available."),
     409: ("CONFLICT", "The request conflicts with the current state of the resource."),
     413: ("PAYLOAD_TOO_LARGE", "The request body is too large."),
+    414: ("URI_TOO_LONG", "The request line (method, URL and version) is too long."),
     415: ("UNSUPPORTED_MEDIA_TYPE", "The request's content type is not supported."),
+    417: ("EXPECTATION_FAILED", "The request's Expect header cannot be met."),
     422: ("VALIDATION_ERROR", "The request failed validation."),
     429: ("RATE_LIMITED", "Too many requests. Slow down and retry later."),
+    431: ("HEADERS_TOO_LARGE", "The request has too many headers, or a header is too large."),
     500: ("INTERNAL_ERROR", "An unexpected error occurred. It has been logged."),
+    501: ("NOT_IMPLEMENTED", "The server does not support what the request needs (e.g. its transfer coding)."),
     503: ("SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
 }
 

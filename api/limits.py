@@ -1,9 +1,11 @@
 """Rate limits (flask-limiter on Redis) and the X-RateLimit-* headers on every response.
 
 * 100/minute per API key (or per user for a JWT) over all endpoints together
-  (``RATELIMIT_DEFAULT``), as an application-wide shared limit;
+  (``RATELIMIT_DEFAULT``), as an application-wide shared limit; requests without
+  verified credentials count per client address instead;
 * 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
-* a login limit per client address (``RATELIMIT_LOGIN``).
+* a login limit per client address (``RATELIMIT_LOGIN``); the same figure per user for
+  password changes (guesses of the current password with a stolen token).
 
 Each application gets its own ``Limiter`` (its storage, fallback state and counters
 belong to that app); views only carry a ``route_limit`` mark, which ``bind_route_limits``
@@ -25,19 +27,19 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
 from flask.wrappers import Response
-from flask_jwt_extended import decode_token
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
 
+from api.auth import verified_principal
 from api.errors import STATUS_CODES, error_response
-from core.credentials import LOOKUP_PREFIX_LEN
 from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOGIN = "login"
 CREATE = "create"
+PASSWORD = "password"
 EXTENSION = "zenscall_limiter"
 
 
@@ -54,21 +56,16 @@ def login_limit() -> str:
 
 
 def client_key() -> str:
-    """The bucket of this request: the API key, else the JWT's user, else the address.
+    """The bucket of this request: a verified API key or user, else the client's address.
 
-    It runs before authentication, so it must be cheap and never fail: a key is named
-    by its lookup prefix (unique per key), a JWT only counts once its signature checks.
+    Only verified credentials name a bucket: an API key once its hash matched, a JWT once
+    its signature, expiry and user checked. A forged or revoked token counts against the
+    address that sent it, so nobody can spend another key's budget. The verification is
+    the request's only one (kept in ``g`` for ``require_auth``).
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token:
-        if token.startswith("zc_live_"):
-            return "key:" + token[:LOOKUP_PREFIX_LEN]
-        try:
-            return "user:" + str(decode_token(token, allow_expired=False)["sub"])
-        except Exception:
-            pass
+    principal = verified_principal()
+    if principal is not None:
+        return principal.rate_key
     return "ip:" + (get_remote_address() or "unknown")
 
 
@@ -77,8 +74,9 @@ _marked: list[tuple[str, Callable[..., Any]]] = []
 
 
 def route_limit(scope: str) -> Callable[[F], F]:
-    """Put a view under a route limit: ``LOGIN`` (per client address) or ``CREATE``
-    (per API key or user, shared by call and campaign creation)."""
+    """Put a view under a route limit: ``LOGIN`` (per client address), ``CREATE`` (per API
+    key or user, shared by call and campaign creation) or ``PASSWORD`` (the login limit, per
+    user)."""
 
     def decorate(view: F) -> F:
         _marked.append((scope, view))
@@ -142,6 +140,8 @@ def bind_route_limits(app: Flask) -> None:
             decorator = state.limiter.limit(login_limit, key_func=get_remote_address, scope=LOGIN)
         elif scope == CREATE:
             decorator = state.limiter.shared_limit(create_limit, scope=CREATE, key_func=client_key)
+        elif scope == PASSWORD:
+            decorator = state.limiter.limit(login_limit, key_func=client_key, scope=PASSWORD)
         else:
             raise ValueError(f"unknown rate-limit scope {scope!r}")
         state.guarded[view] = decorator(view)

@@ -175,7 +175,7 @@ def _request_context() -> dict[str, object]:
 def _start() -> None:
     g.started_at = time.perf_counter()
     sent = request.headers.get("X-Request-ID", "")
-    g.request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+    g.request_id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def _finish(response: Response) -> Response:

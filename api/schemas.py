@@ -22,6 +22,25 @@ class EnumValue(ma.fields.Field):
         return None if value is None else str(getattr(value, "value", value))
 
 
+class FullMatch(ma.validate.Regexp):
+    """A pattern the whole value must match.
+
+    marshmallow's ``Regexp`` uses ``re.match``, where ``$`` also matches before a trailing
+    newline: ``^[0-9]+$`` accepted "0300\\n". The pattern itself stays the one the OpenAPI
+    document shows (``^...$`` means the whole string there).
+    """
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+# ASCII digits only ("٣" is a digit to Python's \d), optionally after one leading +
+CALLER_ID = FullMatch(r"^\+?[0-9]{3,15}$", error="must be 3 to 15 digits, optionally after a +")
+TIME_OF_DAY = FullMatch(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time of day as HH:MM")
+
+
 class ErrorBodySchema(ma.Schema):
     code = ma.fields.String(required=True, metadata={"example": "INSUFFICIENT_BALANCE"})
     message = ma.fields.String(required=True)

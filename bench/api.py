@@ -9,7 +9,7 @@ One run:
 1. creates a throw-away database ``zc_bench_<random>``, migrates it (Alembic ``head``) and adds a
    one-table ``bench_bare`` for the baseline; an account with a large balance, its API key and a
    2-second message uploaded through the API;
-2. starts ``gunicorn --worker-class gevent --workers N bench.api_wsgi:app`` (the production app,
+2. starts ``gunicorn --workers N bench.api_wsgi:app`` (gunicorn.conf.py's gevent worker; the production app,
    ``wsgi:app``, plus ``POST /bench/bare``) with ``DATABASE_URL``, ``REDIS_URL``, ``VAR_DIR``, rate
    limits raised (``RATELIMIT_DEFAULT``, ``RATELIMIT_CREATE``) and ``READY_REQUIRE_DIALER=false``;
 3. drives it with ``wrk`` (Debian package; ``bench/wrk_report.lua`` posts the bodies and prints
@@ -130,7 +130,7 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
 def start_gunicorn(env: dict[str, str], port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", str(workers),
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers),
          "--bind", f"127.0.0.1:{port}", "--worker-connections", "1000", "--timeout", "60",
          "bench.api_wsgi:app"],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -5,7 +5,7 @@ request handling with every hook of the app (request id, JSON request log, metri
 secure headers), a session from the same engine and session factory, one INSERT and
 its COMMIT. It is outside the rate limits (it has no account). The figures of
 ``POST /api/v1/calls`` are read against it. Served with
-``gunicorn --worker-class gevent --workers 2 bench.api_wsgi:app``; never by the product.
+``gunicorn --workers 2 bench.api_wsgi:app`` (gunicorn.conf.py's gevent worker); never by the product.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Creating accounts and their first user (operators do this from the command line)."""
+"""Accounts and their users: creating them (operators do this from the command line) and
+setting a user's password (the API's password change and the operator's command)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from billing import ledger
-from core.credentials import generate_api_key, hash_password
+from core import refresh_tokens
+from core.credentials import generate_api_key, hash_password, password_problem
 from core.models import Account, ApiKey, User
 from core.settings import Settings
 
@@ -42,8 +44,7 @@ def create_account(
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError(f"not an email address: {email!r}")
-    if len(password) < 8:
-        raise AccountError("the password must have at least 8 characters")
+    check_password(password)
     if balance < 0:
         raise AccountError("the opening balance cannot be negative")
     if session.execute(sa.select(User.id).where(User.email == email)).first():
@@ -67,3 +68,23 @@ def create_account(
         ledger.credit(session, account.id, balance, description="opening balance")
     session.commit()
     return CreatedAccount(account=account, user=user, api_key=key, api_key_id=api_key.id)
+
+
+def check_password(password: str) -> None:
+    """Raise AccountError when ``password`` breaks the password rule."""
+    problem = password_problem(password)
+    if problem is not None:
+        raise AccountError(problem)
+
+
+def set_password(session: Session, user: User, new_password: str) -> None:
+    """Set a user's password and revoke every token issued before it. Does not commit.
+
+    Access tokens carry the user's token generation, which goes up by one (checked on each
+    request); every refresh-token family of the user is revoked.
+    """
+    check_password(new_password)
+    user.password_hash = hash_password(new_password)
+    user.token_generation = User.token_generation + 1  # in SQL: two changes at once both count
+    session.flush()
+    refresh_tokens.revoke_all(session, user.id)

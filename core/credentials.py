@@ -1,4 +1,5 @@
-"""Passwords (argon2id) and API keys (``zc_live_`` + 40 random base62 characters).
+"""Passwords (argon2id, and the one rule every way of setting one applies) and API keys
+(``zc_live_`` + 40 random base62 characters).
 
 An API key is shown once; only its SHA-256 and a visible prefix are stored. The key
 carries 238 bits of randomness, so a fast hash is the right tool (a slow password
@@ -22,6 +23,19 @@ _ALPHABET = string.ascii_letters + string.digits
 _hasher = PasswordHasher()
 # verified against when the email is unknown, so both paths cost the same
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024  # argon2 hashes whatever it is given: a bound keeps one request cheap
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` cannot be set (the API, account creation and the CLI share this), or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"the password must have at most {MAX_PASSWORD_LENGTH} characters"
+    return None
 
 
 def hash_password(password: str) -> str:

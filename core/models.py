@@ -72,8 +72,30 @@ class User(Base):
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # every access and refresh token carries it ("gen"); a password change bumps it, and
+    # tokens issued before no longer work
+    token_generation: Mapped[int] = mapped_column(sa.Integer, default=0)
 
     account: Mapped[Account] = relationship()
+
+
+class RefreshFamily(Base):
+    """One login's chain of refresh tokens (see ``core/refresh_tokens.py``).
+
+    Each refresh replaces ``current_jti``; a token of the family that is not the current one
+    was used before, so the family is revoked (reuse detection).
+    """
+
+    __tablename__ = "refresh_families"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    current_jti: Mapped[str] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the current token's expiry
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
 
 
 class ApiKey(Base):

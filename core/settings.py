@@ -117,6 +117,8 @@ class Settings:
     dialer_owner_stale_seconds: float = 30.0
     # a campaign IMPORTING this long with no live import gets its job enqueued again (by the worker)
     import_stall_seconds: int = 120
+    # proxies in front of the web process whose X-Forwarded-For / -Proto are believed; 0: none
+    trusted_proxies: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -159,6 +161,10 @@ def load_settings() -> Settings:
     if production and metrics_token and len(metrics_token) < 16:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters in production")
     refuse_placeholder("METRICS_TOKEN", metrics_token)
+
+    trusted_proxies = _int("TRUSTED_PROXIES", 0)
+    if trusted_proxies < 0:
+        raise ConfigError(f"TRUSTED_PROXIES must be 0 or more (proxy hops), got {trusted_proxies}")
 
     database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'zenscall.db'}")
     redis_url = os.environ.get("REDIS_URL") or None
@@ -212,4 +218,5 @@ def load_settings() -> Settings:
         cdr_wait_seconds=_float("CDR_WAIT_SECONDS", 60.0),
         dialer_owner_stale_seconds=_float("DIALER_OWNER_STALE_SECONDS", 30.0),
         import_stall_seconds=_int("IMPORT_STALL_SECONDS", 120),
+        trusted_proxies=trusted_proxies,
     )

@@ -17,7 +17,7 @@ DEFAULT_TZ = "Asia/Karachi"
 
 
 def parse_hhmm(value: str) -> time:
-    match = _HHMM.match(value or "")
+    match = _HHMM.fullmatch(value or "")  # not match: "$" also matches before a trailing newline
     if not match:
         raise ValueError(f"{value!r} is not a time of day as HH:MM (00:00-23:59)")
     return time(int(match.group(1)), int(match.group(2)))

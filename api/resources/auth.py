@@ -1,4 +1,5 @@
-"""POST /auth/login and POST /auth/refresh: short-lived JWT access tokens."""
+"""POST /auth/login, /auth/refresh and /auth/password: short-lived JWT access tokens,
+single-use refresh tokens, and a password change that revokes every token issued before."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ import sqlalchemy as sa
 from flask import current_app
 from flask_smorest import Blueprint
 
-from api.auth import bearer_token, decode_jwt, issue_tokens, unauthorized
+from api.auth import bearer_token, current, login_tokens, require_auth, rotated_tokens, unauthorized
 from api.context import db
-from api.limits import LOGIN, route_limit
-from core.credentials import verify_password
+from api.errors import ApiError
+from api.limits import LOGIN, PASSWORD, route_limit
+from core.accounts import set_password
+from core.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, password_problem, verify_password
 from core.db import utcnow
 from core.models import Account, User
 
-blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log in and refresh tokens")
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log in, refresh tokens, change the password")
 
 
 class LoginSchema(ma.Schema):
     email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1024))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MAX_PASSWORD_LENGTH))
 
 
 class TokenSchema(ma.Schema):
@@ -29,6 +32,19 @@ class TokenSchema(ma.Schema):
     refresh_token = ma.fields.String()
     token_type = ma.fields.String()
     expires_in = ma.fields.Integer(metadata={"description": "seconds until the access token expires"})
+
+
+def _password_rule(value: str) -> None:
+    problem = password_problem(value)
+    if problem is not None:
+        raise ma.ValidationError(problem)
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = ma.fields.String(required=True,
+                                        validate=ma.validate.Length(min=1, max=MAX_PASSWORD_LENGTH))
+    new_password = ma.fields.String(required=True, validate=_password_rule,
+                                    metadata={"minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH})
 
 
 def _expires_in() -> int:
@@ -53,20 +69,38 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
     if account is None or not account.active:
         raise unauthorized("This account is disabled.", "ACCOUNT_DISABLED")
     user.last_login_at = utcnow()
-    session.commit()
-    return {**issue_tokens(user), "expires_in": _expires_in()}
+    return {**login_tokens(user), "expires_in": _expires_in()}
 
 
 @blp.route("/refresh", methods=["POST"])
 @blp.response(200, TokenSchema)
-@blp.doc(description="Send the refresh token as `Authorization: Bearer <refresh token>`.")
+@blp.doc(description="Send the refresh token as `Authorization: Bearer <refresh token>`. Each refresh token "
+                     "works once: use the new one this answer carries. Sending a used one again answers 401 "
+                     "`INVALID_TOKEN` and revokes every token of that login.")
 def refresh() -> dict[str, Any]:
     """Renew the access token (and rotate the refresh token)."""
     token = bearer_token()
     if token is None:
         raise unauthorized("Send 'Authorization: Bearer <refresh token>'.")
-    claims = decode_jwt(token, "refresh")
-    user = db().get(User, str(claims["sub"]))
-    if user is None or not user.active:
-        raise unauthorized("The token's user no longer exists or is disabled.", "INVALID_TOKEN")
-    return {**issue_tokens(user), "expires_in": _expires_in()}
+    return {**rotated_tokens(token), "expires_in": _expires_in()}
+
+
+@blp.route("/password", methods=["POST"])
+@require_auth
+@route_limit(PASSWORD)
+@blp.arguments(PasswordChangeSchema)
+@blp.response(204)
+@blp.doc(description="Needs a user's access token (an API key answers 403). Every access and refresh token "
+                     "issued before the change stops working, this request's too: log in again with the "
+                     "new password. A wrong current password answers 401 `INVALID_CREDENTIALS`.")
+def change_password(body: dict[str, Any]) -> None:
+    """Change the password of the logged-in user."""
+    principal = current()
+    if principal.user_id is None:
+        raise ApiError(403, "FORBIDDEN", "Changing a password needs a user's access token (JWT), not an API key.")
+    session = db()
+    user = session.get(User, principal.user_id)
+    if user is None or not verify_password(user.password_hash, body["current_password"]):
+        raise unauthorized("The current password is incorrect.", "INVALID_CREDENTIALS")
+    set_password(session, user, body["new_password"])
+    session.commit()

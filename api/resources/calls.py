@@ -19,7 +19,7 @@ from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
-from api.schemas import CallDetailSchema, CallSchema
+from api.schemas import CALLER_ID, CallDetailSchema, CallSchema
 from billing.ledger import InsufficientBalance
 from billing.rating import format_pkr
 from core.call_states import CallStatus
@@ -32,14 +32,13 @@ from core.queues import enqueue_cancel, enqueue_dial
 blp = Blueprint("calls", __name__, url_prefix="/api/v1/calls", description="Single calls")
 
 KARACHI = ZoneInfo("Asia/Karachi")
-DIGITS = ma.validate.Regexp(r"^\+?[0-9]{3,15}$", error="must be 3 to 15 digits")
 MAX_IDEMPOTENCY_KEY = 255
 
 
 class NewCallArgs(ma.Schema):
     phone_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     audio_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    caller_id = ma.fields.String(validate=DIGITS)
+    caller_id = ma.fields.String(validate=CALLER_ID)
     max_retries = ma.fields.Integer(validate=ma.validate.Range(min=0, max=10))
     retry_delay_seconds = ma.fields.Integer(validate=ma.validate.Range(min=30, max=86_400))
 

@@ -20,7 +20,7 @@ from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio, upload_filename
-from api.schemas import CallSchema, EnumValue, MoneyField
+from api.schemas import CALLER_ID, TIME_OF_DAY, CallSchema, EnumValue, MoneyField
 from billing.rating import money_str
 from campaigns.csv_reader import CsvError, sniff
 from campaigns.importer import enqueue_import, upload_path
@@ -35,8 +35,6 @@ from core.window import Window
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")
 
 SNIFF_BYTES = 64 * 1024
-DIGITS = ma.validate.Regexp(r"^\+?[0-9]{3,15}$", error="must be 3 to 15 digits")
-HHMM = ma.validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time of day as HH:MM")
 
 
 class NewCampaignForm(ma.Schema):
@@ -45,11 +43,11 @@ class NewCampaignForm(ma.Schema):
     max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
     concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
     retry_delay_seconds = ma.fields.Integer(load_default=300, validate=ma.validate.Range(min=30, max=86_400))
-    caller_id = ma.fields.String(validate=DIGITS)
+    caller_id = ma.fields.String(validate=CALLER_ID)
     start_at = ma.fields.AwareDateTime(metadata={"description": "ISO 8601 with a zone; dialing starts then"})
-    window_start = ma.fields.String(load_default="09:00", validate=HHMM,
+    window_start = ma.fields.String(load_default="09:00", validate=TIME_OF_DAY,
                                     metadata={"description": "daily calling window start, Asia/Karachi"})
-    window_end = ma.fields.String(load_default="21:00", validate=HHMM,
+    window_end = ma.fields.String(load_default="21:00", validate=TIME_OF_DAY,
                                   metadata={"description": "daily calling window end, Asia/Karachi"})
 
 

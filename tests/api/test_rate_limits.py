@@ -3,10 +3,14 @@ and a Redis that cannot be reached (limits fall back to memory; requests answer 
 
 from __future__ import annotations
 
+import secrets
+import string
 import time
 
 import pytest
+import sqlalchemy as sa
 
+from core.credentials import API_KEY_RANDOM_LEN, LOOKUP_PREFIX_LEN
 from tests.api.conftest import assert_error, unique_address
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -148,3 +152,51 @@ def test_creation_limit_is_per_api_key_not_per_address(limited, make_tenant, upl
             response = client.post("/api/v1/calls", headers=tenant.headers,
                                    json={"phone_number": "03001234567", "audio_id": audio["id"]})
             assert response.status_code == 201, response.get_json()
+
+
+def forged_key(real_key: str) -> str:
+    """A token shaped like an API key that carries ``real_key``'s visible prefix but not its secret."""
+    alphabet = string.ascii_letters + string.digits
+    tail = "".join(secrets.choice(alphabet) for _ in range(len("zc_live_") + API_KEY_RANDOM_LEN - LOOKUP_PREFIX_LEN))
+    forged = real_key[:LOOKUP_PREFIX_LEN] + tail
+    assert forged != real_key
+    return forged
+
+
+def test_forged_keys_with_a_victims_prefix_spend_the_senders_budget(limited, tenant):
+    """The prefix of a key is visible (listings, logs): tokens that carry it but fail verification
+    count against the address that sent them, never against the key."""
+    client = limited.test_client()
+    attacker, victim = {"REMOTE_ADDR": unique_address()}, {"REMOTE_ADDR": unique_address()}
+    for _ in range(5):
+        response = client.get("/api/v1/balance", environ_base=attacker,
+                              headers={"Authorization": f"Bearer {forged_key(tenant.api_key)}"})
+        assert_error(response, 401, "INVALID_API_KEY")
+    # the sender is limited by its address ...
+    assert_error(client.get("/api/v1/balance", environ_base=attacker,
+                            headers={"Authorization": f"Bearer {forged_key(tenant.api_key)}"}), 429, "RATE_LIMITED")
+    # ... and the key's own budget is untouched
+    real = client.get("/api/v1/balance", environ_base=victim, headers=tenant.headers)
+    assert real.status_code == 200, real.get_json()
+    assert figures(real) == (5, 4)
+
+
+def test_a_key_is_verified_once_per_request(limited, tenant):
+    """The limiter's bucket and the view share one verification: one lookup of the key per request."""
+    engine = limited.extensions["zenscall"].engine
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if "api_keys" in statement:
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        client = limited.test_client()
+        client.get("/api/v1/balance", headers=tenant.headers)  # the first use also writes last_used_at
+        statements.clear()
+        assert client.get("/api/v1/balance", headers=tenant.headers).status_code == 200
+        assert client.get("/api/v1/nowhere", headers=tenant.headers).status_code == 404
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 2, statements  # one SELECT per request, no second hash or lookup

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
+import logging
 import os
 import re
 import shutil
@@ -282,8 +284,6 @@ def wsgi_probe(settings):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**cli_env(settings), "LOG_LEVEL": "ERROR"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
-    import json
-
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -293,7 +293,9 @@ def check_command(argv: list[str], wsgi_probe: dict) -> None:
     assert shutil.which(program, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"), program
     if program == "gunicorn":
         assert "wsgi:app" in argv and wsgi_probe  # wsgi imported and built its app
-        assert "gevent" in argv[argv.index("--worker-class") + 1]
+        # the worker class comes from gunicorn.conf.py (gevent, errors in the JSON envelope):
+        # a command line naming one would win over it
+        assert not any(a == "-k" or a.startswith("--worker-class") for a in argv), argv
         assert importlib.util.find_spec("gevent")
     elif program == "flask":
         assert argv[1:3] == ["--app", "wsgi"]
@@ -321,6 +323,8 @@ def test_compose_commands_exist(compose, wsgi_probe):
     services = compose["services"]
     for name in APP_SERVICES:
         check_command(_argv(services[name]["command"]), wsgi_probe)
+    (cmd,) = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    check_command(json.loads(cmd.removeprefix("CMD ")), wsgi_probe)
     assert "dialer" in wsgi_probe and "status" in wsgi_probe["dialer"]  # the dialer's healthcheck
 
 
@@ -358,5 +362,48 @@ def test_dockerfile_and_gunicorn_conf(tmp_path, monkeypatch):
     (target / "stale.db").write_text("x")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(target))
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    conf["on_starting"](None)
+    from gunicorn.app.base import Application
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from api.gunicorn_worker import JsonErrorGeventWorker
+
+    class Server:  # what on_starting reads of gunicorn's arbiter
+        def __init__(self, worker_class: type) -> None:
+            self.worker_class = worker_class
+            self.log = logging.getLogger("test.gunicorn")
+
+    conf["on_starting"](Server(JsonErrorGeventWorker))
     assert target.is_dir() and not list(target.iterdir())
+    # the file's worker class is the JSON one, and gunicorn resolves it so
+    assert conf["worker_class"] == "api.gunicorn_worker.JsonErrorGeventWorker"
+    assert conf["control_socket_disable"] is True
+
+    class Conf(Application):  # gunicorn's own reading of the file, no command line
+        def init(self, *args):
+            return None
+
+        def load(self):
+            return None
+
+    monkeypatch.setattr(sys, "argv", ["gunicorn"])
+    monkeypatch.chdir(ROOT)
+    cfg = Conf().cfg
+    assert cfg.worker_class is JsonErrorGeventWorker and issubclass(cfg.worker_class, GeventWorker)
+    assert cfg.control_socket_disable is True
+
+
+def test_gunicorn_conf_warns_about_another_worker_class(caplog, tmp_path, monkeypatch):
+    import runpy
+
+    from gunicorn.workers.ggevent import GeventWorker
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+    class Server:
+        worker_class = GeventWorker
+        log = logging.getLogger("test.gunicorn")
+
+    with caplog.at_level(logging.WARNING, logger="test.gunicorn"):
+        conf["on_starting"](Server())
+    assert "JSON errors" in caplog.text and "GeventWorker" in caplog.text
