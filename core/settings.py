@@ -110,6 +110,10 @@ class Settings:
     ready_check_timeout: float = 2.0  # seconds per readiness check
     metrics_token: str = ""  # bearer token for /metrics; empty: open (bind it locally)
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
+    # audio uploads: creations per API key, decoded work, what a web request may spend converting
+    ratelimit_upload: str = "10 per minute"
+    max_audio_samples: int = 300 * 48_000 * 2  # sample rate x channels x seconds (300 s of 48 kHz stereo)
+    audio_inline_cpu_ms: int = 100  # 0: every upload is converted by the worker
 
     @property
     def is_production(self) -> bool:
@@ -201,4 +205,7 @@ def load_settings() -> Settings:
         ready_check_timeout=_float("READY_CHECK_TIMEOUT", 2.0),
         metrics_token=metrics_token,
         cors_origins=tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()),
+        ratelimit_upload=_env("RATELIMIT_UPLOAD", "10 per minute"),
+        max_audio_samples=_int("MAX_AUDIO_SAMPLES", 300 * 48_000 * 2),
+        audio_inline_cpu_ms=_int("AUDIO_INLINE_CPU_MS", 100),
     )
