@@ -157,6 +157,9 @@ def open_container(raw: bytes, container: Container) -> Iterator[Any]:
         "codec_whitelist": ",".join(container.decoders),
         "protocol_whitelist": "none",
         "max_streams": str(_MAX_STREAMS),
+        # stream parameters from the first 64 KB / 0.5 s (FFmpeg's defaults read 5 MB / 5 s first)
+        "probesize": "65536",
+        "analyzeduration": "500000",
         **dict(container.demuxer_options),
     }
     fc = av.open(io.BytesIO(raw), mode="r", format=container.demuxer.split(",")[0],
@@ -227,9 +230,7 @@ def _decode_frames(fc: Any, stream: Any, source_format: str, limits: _Limits) ->
     Returns (PCM chunks, source frames decoded, source rate, source channels). The source rate is
     the decoder's (HE-AAC doubles its container's), so the resampler starts at the first frame.
     """
-    # Frames are converted to packed float32: PyAV's planar view of a frame with 8 or more channels
-    # reads past FFmpeg's plane pointers (a crash), and packed data needs no per-plane handling.
-    converter = av.AudioResampler(format="flt")
+    converter = av.AudioResampler(format="flt")  # for the frames _downmix cannot read directly
     resampler: Any = None
     rate = channels = 0
     limit_frames = 0
@@ -243,6 +244,7 @@ def _decode_frames(fc: Any, stream: Any, source_format: str, limits: _Limits) ->
         nonlocal pending, pending_len
         mono = np.concatenate(pending) if pending else np.zeros(0, dtype=np.float32)
         pending, pending_len = [], 0
+        np.nan_to_num(mono, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         if resampler is not None:
             mono = resampler.resample_chunk(mono, last=last)
         if mono.size:
@@ -267,20 +269,45 @@ def _decode_frames(fc: Any, stream: Any, source_format: str, limits: _Limits) ->
             work > budget.samples or time.thread_time() - limits.started > budget.cpu_seconds
         ):
             raise ConversionDeferred(source_format, "decoding needs more than the request's budget")
-        for flt in converter.resample(frame):
-            block = flt.to_ndarray().reshape(-1, channels)
-            mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()
-            np.nan_to_num(mono, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        for mono in _downmix(frame, channels, converter):
             pending.append(mono)
             pending_len += mono.size
         if pending_len >= RESAMPLE_BLOCK:
             flush()
     if rate:
-        for flt in converter.resample(None):
-            block = flt.to_ndarray().reshape(-1, channels)
-            pending.append(np.nan_to_num(block.mean(axis=1, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0))
+        pending += _downmix(None, channels, converter)
         flush(last=True)
     return out, decoded, rate, channels
+
+
+def _downmix(frame: Any, channels: int, converter: Any) -> list[np.ndarray[Any, Any]]:
+    """A decoded frame as mono float32 (the mean of its channels); ``None`` flushes the converter.
+
+    Frames in the common sample formats are read directly. The others, and planar frames with 8 or
+    more channels (PyAV's planar view of those reads past FFmpeg's plane pointers: a crash), are
+    converted to packed float32 by FFmpeg first.
+    """
+    fmt = frame.format.name if frame is not None else ""
+    scale = _SCALE.get(fmt)
+    if scale is None or (frame.format.is_planar and channels >= 8):
+        return [_mean(f.to_ndarray().reshape(-1, channels), 1.0) for f in converter.resample(frame)]
+    data = frame.to_ndarray()  # planar: (channels, samples); packed: (1, samples * channels)
+    return [_mean(data.T if frame.format.is_planar else data.reshape(-1, channels), scale)]
+
+
+# sample formats read directly, with the factor that brings them to [-1, 1]
+_SCALE = {"flt": 1.0, "fltp": 1.0, "dbl": 1.0, "dblp": 1.0, "s16": 2.0**-15, "s16p": 2.0**-15, "s32": 2.0**-31,
+          "s32p": 2.0**-31}
+
+
+def _mean(block: np.ndarray[Any, Any], scale: float) -> np.ndarray[Any, Any]:
+    if block.shape[1] == 1:
+        mono = block[:, 0].astype(np.float32)
+    else:
+        mono = block.mean(axis=1, dtype=np.float32 if block.dtype == np.float32 else np.float64).astype(np.float32)
+    if scale != 1.0:
+        mono *= np.float32(scale)
+    return mono
 
 
 def _check_shape(rate: int, channels: int) -> None:
