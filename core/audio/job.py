@@ -44,8 +44,9 @@ _audio = AudioFile.__table__
 
 
 def pending_uploads(settings: Settings) -> PendingUploads:
-    """Uploads waiting for the worker, beside the campaign CSVs in ``VAR_DIR/uploads``."""
-    return PendingUploads(settings.var_dir / "uploads")
+    """Uploads waiting for the worker, in ``AUDIO_DIR/.pending``: the worker writes the converted
+    files into ``AUDIO_DIR``, so every deployment shares that directory between web and worker."""
+    return PendingUploads(settings.audio_dir / ".pending")
 
 
 def job_id(audio_id: str) -> str:

@@ -1,5 +1,6 @@
 """Files of the audio resource on disk: converted messages where FreeSWITCH reads them, and uploads
-waiting for the worker's conversion. Both are named by the audio's id only, written atomically."""
+waiting for the worker's conversion (in a private subdirectory of the same directory). Both are
+named by the audio's id only and written atomically."""
 
 from __future__ import annotations
 
@@ -41,11 +42,8 @@ class AudioStore:
 
 
 class PendingUploads(AudioStore):
-    """Uploads waiting for the worker, as ``<root>/audio-<audio_id>.upload`` (mode 0600).
-
-    They live beside the campaign CSVs (``VAR_DIR/uploads``), shared by the web and the worker,
-    and never in the directory FreeSWITCH reads.
-    """
+    """Uploads waiting for the worker, as ``<root>/audio-<audio_id>.upload``, mode 0600 (readable by
+    the web and the worker's user only, never played: FreeSWITCH is only ever given ``<id>.wav``)."""
 
     prefix, suffix, mode = "audio-", ".upload", 0o600
 

@@ -200,7 +200,7 @@ def test_worker_refusal_is_failed_with_the_error_in_the_documented_shape(make_ap
 def test_a_job_that_crashes_leaves_the_audio_failed_not_processing(worker_app, worker_env, tmp_path, tenant):
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("x")
-    worker_env.setenv("AUDIO_DIR", str(blocked / "audio"))  # the worker cannot write the WAV: the job raises
+    worker_env.setenv("AUDIO_DIR", str(blocked / "audio"))  # a worker whose audio directory is broken: the job raises
     client = worker_app.test_client()
     audio = upload(client, tenant, sample("OGG/Opus", 1.0), "v.ogg").get_json()
     job = run_job(worker_app, audio["id"])
@@ -225,10 +225,10 @@ def test_deleted_while_processing_leaves_no_file(worker_app, worker_env, setting
 
 def test_queue_down_is_503_and_nothing_is_kept(make_app, settings, tenant):
     app = make_app(audio_inline_cpu_ms=0, redis_url="redis://127.0.0.1:1/0")
-    uploads_before = set((Path(settings.var_dir) / "uploads").glob("audio-*"))
+    uploads_before = set(pending_uploads(settings).root.glob("*"))
     error = assert_error(upload(app.test_client(), tenant, sample("OGG/Opus", 1.0), "v.ogg"), 503)
     assert error["code"] == "SERVICE_UNAVAILABLE"
-    assert set((Path(settings.var_dir) / "uploads").glob("audio-*")) == uploads_before
+    assert set(pending_uploads(settings).root.glob("*")) == uploads_before
     listed = app.test_client().get("/api/v1/audio", headers=tenant.headers).get_json()
     assert listed["data"] == []
 
