@@ -4,6 +4,7 @@
   (``RATELIMIT_DEFAULT``), as an application-wide shared limit; requests without
   verified credentials count per client address instead;
 * 10/minute on call- and campaign-creation together (``RATELIMIT_CREATE``);
+* 10/minute on audio uploads per API key or user (``RATELIMIT_UPLOAD``);
 * a login limit per client address (``RATELIMIT_LOGIN``); the same figure per user for
   password changes (guesses of the current password with a stolen token).
 
@@ -40,6 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LOGIN = "login"
 CREATE = "create"
 PASSWORD = "password"
+UPLOAD = "upload"
 EXTENSION = "zenscall_limiter"
 
 
@@ -49,6 +51,10 @@ def _general_limit() -> str:
 
 def create_limit() -> str:
     return str(current_app.config["ZC_RATELIMIT_CREATE"])
+
+
+def upload_limit() -> str:
+    return str(current_app.config["ZC_RATELIMIT_UPLOAD"])
 
 
 def login_limit() -> str:
@@ -75,8 +81,8 @@ _marked: list[tuple[str, Callable[..., Any]]] = []
 
 def route_limit(scope: str) -> Callable[[F], F]:
     """Put a view under a route limit: ``LOGIN`` (per client address), ``CREATE`` (per API
-    key or user, shared by call and campaign creation) or ``PASSWORD`` (the login limit, per
-    user)."""
+    key or user, shared by call and campaign creation), ``UPLOAD`` (per API key or user) or
+    ``PASSWORD`` (the login limit, per user)."""
 
     def decorate(view: F) -> F:
         _marked.append((scope, view))
@@ -119,6 +125,7 @@ def init_limits(app: Flask, settings: Settings, redis_url: str) -> None:
         ZC_RATELIMIT_DEFAULT=settings.ratelimit_default,
         ZC_RATELIMIT_CREATE=settings.ratelimit_create,
         ZC_RATELIMIT_LOGIN=settings.ratelimit_login,
+        ZC_RATELIMIT_UPLOAD=settings.ratelimit_upload,
     )
     limiter = Limiter(
         key_func=client_key,
@@ -142,6 +149,8 @@ def bind_route_limits(app: Flask) -> None:
             decorator = state.limiter.shared_limit(create_limit, scope=CREATE, key_func=client_key)
         elif scope == PASSWORD:
             decorator = state.limiter.limit(login_limit, key_func=client_key, scope=PASSWORD)
+        elif scope == UPLOAD:
+            decorator = state.limiter.shared_limit(upload_limit, scope=UPLOAD, key_func=client_key)
         else:
             raise ValueError(f"unknown rate-limit scope {scope!r}")
         state.guarded[view] = decorator(view)

@@ -47,7 +47,13 @@ from tests.hostile import payloads  # noqa: E402
 from tests.hostile.fuzzing import fuzz_api  # noqa: E402
 from tests.hostile.isolation import run_matrix  # noqa: E402
 from tests.hostile.tokens import check_tokens, tampered_tokens  # noqa: E402
-from tests.hostile.uploads import check_uploads, csv_sender, envelope_problem, send_audio  # noqa: E402
+from tests.hostile.uploads import (  # noqa: E402
+    check_uploads,
+    csv_sender,
+    envelope_problem,
+    recording_payloads,
+    send_audio,
+)
 
 HIGH = "1000000 per minute"
 LOGIN_LIMIT = 5
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(load_settings(), database_url=url, redis_url=args.redis_url,
                            audio_dir=var_dir / "audio", fs_audio_dir=str(var_dir / "audio"),
                            dialer_queue=f"hostile-{secrets.token_hex(3)}", ratelimit_default=HIGH,
-                           ratelimit_create=HIGH, ratelimit_login=HIGH)
+                           ratelimit_create=HIGH, ratelimit_login=HIGH, ratelimit_upload=HIGH)
         app = create_app(settings)
         app.config["TESTING"] = True
         client = app.test_client()
@@ -130,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         timed("audio uploads", lambda: check_uploads(app, client, new_tenant(app, settings),
                                                      payloads.audio_payloads(rng, args.uploads), send_audio,
                                                      payloads.MAY_DECODE))
+
+        def recordings() -> tuple[int, list[str]]:
+            cases, may_decode = recording_payloads(rng, args.uploads)
+            return check_uploads(app, client, new_tenant(app, settings), cases, send_audio, may_decode)
+
+        timed("damaged recordings and playlists", recordings)
 
         def csv_uploads() -> tuple[int, list[str]]:
             tenant = new_tenant(app, settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -121,9 +122,14 @@ class AudioFile(Base):
     status: Mapped[AudioStatus] = mapped_column(_enum(AudioStatus), default=AudioStatus.READY)
     original_filename: Mapped[str | None] = mapped_column(sa.String(255))
     source_format: Mapped[str] = mapped_column(sa.String(32))
+    # the converted file's figures; 0 and "" until the audio is READY (the API shows them as null)
     duration_ms: Mapped[int] = mapped_column(sa.Integer)
     size_bytes: Mapped[int] = mapped_column(sa.Integer)
     sha256: Mapped[str] = mapped_column(sa.String(64))
+    # why the worker's conversion refused the file (status FAILED), in the API's error shape
+    error_code: Mapped[str | None] = mapped_column(sa.String(32))
+    error_message: Mapped[str | None] = mapped_column(sa.String(500))
+    error_details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

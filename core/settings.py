@@ -119,6 +119,10 @@ class Settings:
     import_stall_seconds: int = 120
     # proxies in front of the web process whose X-Forwarded-For / -Proto are believed; 0: none
     trusted_proxies: int = 0
+    # audio uploads: creations per API key, decoded work, what a web request may spend converting
+    ratelimit_upload: str = "10 per minute"
+    max_audio_samples: int = 300 * 48_000 * 2  # sample rate x channels x seconds (300 s of 48 kHz stereo)
+    audio_inline_cpu_ms: int = 100  # 0: every upload is converted by the worker
 
     @property
     def is_production(self) -> bool:
@@ -219,4 +223,7 @@ def load_settings() -> Settings:
         dialer_owner_stale_seconds=_float("DIALER_OWNER_STALE_SECONDS", 30.0),
         import_stall_seconds=_int("IMPORT_STALL_SECONDS", 120),
         trusted_proxies=trusted_proxies,
+        ratelimit_upload=_env("RATELIMIT_UPLOAD", "10 per minute"),
+        max_audio_samples=_int("MAX_AUDIO_SAMPLES", 300 * 48_000 * 2),
+        audio_inline_cpu_ms=_int("AUDIO_INLINE_CPU_MS", 100),
     )

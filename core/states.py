@@ -18,5 +18,7 @@ class LedgerKind(str, Enum):
 
 
 class AudioStatus(str, Enum):
+    PROCESSING = "PROCESSING"  # accepted, being converted by the worker
     READY = "READY"
+    FAILED = "FAILED"  # the worker's conversion refused the file (error_code, error_message)
     DELETED = "DELETED"

@@ -1,7 +1,7 @@
 """dialer ownership: attempt owners and dialer heartbeats, frozen rates, dispatch and cancel indexes
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import core.db
 
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,24 +1,29 @@
-"""/audio: upload (WAV, MP3) converted to 8 kHz mono WAV, list, get, download, delete."""
+"""/audio: every accepted kind uploaded through the API, converted in the request (201) or by the
+worker (202 PROCESSING -> READY / FAILED), the decoded-work cap, the upload limit, list, get,
+download, delete, and calls and campaigns refusing an audio that is not READY."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
+from rq import SimpleWorker
 
+from core.audio.job import job_id, pending_uploads
 from tests.api.conftest import assert_error
 from tests.conftest import wav_bytes
+from tests.core.audio_samples import encode_sf, sample, tone
 
 AUDIO_FIELDS = {"id", "name", "status", "original_filename", "source_format", "duration_ms", "duration_seconds",
-                "size_bytes", "sample_rate", "channels", "sha256", "created_at"}
+                "size_bytes", "sample_rate", "channels", "sha256", "created_at", "error"}
 
 
 def mp3_bytes(seconds: float = 1.5, rate: int = 44100) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    buf = io.BytesIO()
-    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), rate, format="MP3")
-    return buf.getvalue()
+    return encode_sf(0.6 * tone(rate, seconds), rate, "MP3", "MPEG_LAYER_III")
 
 
 def upload(client, tenant, data: bytes, filename: str, **form):
@@ -33,7 +38,7 @@ def test_upload_wav_is_converted(client, tenant):
     assert set(audio) == AUDIO_FIELDS
     assert audio["name"] == "Promo"
     assert audio["original_filename"] == "promo.wav"
-    assert audio["status"] == "READY"
+    assert audio["status"] == "READY" and audio["error"] is None
     assert audio["sample_rate"] == 8000 and audio["channels"] == 1
     assert abs(audio["duration_ms"] - 2000) <= 20
     assert audio["duration_seconds"] == round(audio["duration_ms"] / 1000, 3)
@@ -46,6 +51,22 @@ def test_upload_mp3(client, tenant):
     assert audio["name"] == "jingle.mp3"  # no name given: the file's name
     assert "mp3" in audio["source_format"].lower()
     assert 1400 <= audio["duration_ms"] <= 1700
+
+
+@pytest.mark.parametrize(("kind", "filename"), [
+    ("M4A/AAC", "Voice Memo.m4a"), ("3GP/AMR-NB", "record.3gp"), ("AMR-NB", "call.amr"), ("AMR-WB", "wide.awb"),
+    ("3GP/AMR-WB", "wide.3gp"), ("WebM/Opus", "recording.webm"), ("OGG/Opus", "voice.ogg"), ("AAC", "rec.aac"),
+])  # fmt: skip
+def test_phone_and_browser_recordings_are_accepted(client, make_tenant, kind, filename):
+    tenant = make_tenant()
+    response = upload(client, tenant, sample(kind, 2.0), filename)
+    assert response.status_code == 201, response.get_json()
+    audio = response.get_json()
+    assert (audio["status"], audio["source_format"]) == ("READY", kind)
+    assert abs(audio["duration_ms"] - 2000) <= 50  # AAC priming and padding, whole AMR frames
+    wav = client.get(f"/api/v1/audio/{audio['id']}/download", headers=tenant.headers)
+    info = sf.info(io.BytesIO(wav.data))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
 
 
 def test_download_is_8khz_mono_pcm_wav(client, tenant, upload_audio):
@@ -81,6 +102,159 @@ def test_audio_too_long_is_422(make_app, tenant):
     short = make_app(max_audio_seconds=1.0).test_client()
     error = assert_error(upload(short, tenant, wav_bytes(2.0, rate=8000), "long.wav"), 422)
     assert "file" in error["details"]
+
+
+def test_too_much_decoded_work_is_422_naming_the_limit(make_app, tenant):
+    app = make_app(max_audio_samples=2_000_000)
+    heavy = encode_sf(np.zeros((192_000 * 3, 8), dtype=np.float32), 192_000, "FLAC", "PCM_16")  # 4.6 M samples
+    error = assert_error(upload(app.test_client(), tenant, heavy, "studio.flac"), 422, "AUDIO_TOO_COMPLEX")
+    assert "max_samples" in error["message"]
+    assert error["details"]["max_samples"] == 2_000_000 and error["details"]["samples"] == 4_608_000
+    assert error["details"]["file"] == [error["message"]]
+
+
+# --- conversion on the worker -------------------------------------------------------------------
+
+
+@pytest.fixture()
+def worker_env(settings, monkeypatch) -> Any:
+    """The worker's environment (it reads its settings from there, like `rq worker` does)."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("AUDIO_DIR", str(settings.audio_dir))
+    return monkeypatch
+
+
+@pytest.fixture()
+def worker_app(make_app) -> Any:
+    """The API with no CPU budget for conversions: every upload goes to the worker."""
+    return make_app(audio_inline_cpu_ms=0)
+
+
+def run_job(app: Any, audio_id: str) -> Any:
+    """Take this audio's job off the real queue and run it as `rq worker` would (in this process)."""
+    queue = app.extensions["zenscall"].work_queue
+    job = queue.fetch_job(job_id(audio_id))
+    assert job is not None, "no conversion job enqueued"
+    queue.remove(job)
+    SimpleWorker([queue], connection=queue.connection).execute_job(job, queue)
+    return job
+
+
+def test_heavy_upload_is_202_processing_then_ready(worker_app, worker_env, settings, tenant, place_call):
+    client = worker_app.test_client()
+    response = upload(client, tenant, sample("M4A/AAC", 2.0), "memo.m4a", name="Memo")
+    assert response.status_code == 202, response.get_json()
+    audio = response.get_json()
+    assert set(audio) == AUDIO_FIELDS
+    assert (audio["status"], audio["source_format"], audio["name"]) == ("PROCESSING", "M4A/AAC", "Memo")
+    assert audio["duration_ms"] is None and audio["sha256"] is None and audio["error"] is None
+    assert response.headers["Location"] == f"/api/v1/audio/{audio['id']}"
+    assert pending_uploads(settings).path_for(audio["id"]).is_file()
+
+    # not playable yet: calls, campaigns and the download say so
+    error = assert_error(place_call(tenant, audio["id"]), 409, "AUDIO_NOT_READY")
+    assert error["details"]["status"] == "PROCESSING"
+    assert_error(client.get(f"/api/v1/audio/{audio['id']}/download", headers=tenant.headers), 409, "AUDIO_NOT_READY")
+    assert_error(client.post("/api/v1/campaigns", headers=tenant.headers, content_type="multipart/form-data",
+                             data={"name": "c", "audio_id": audio["id"],
+                                   "csv_file": (io.BytesIO(b"phone\n03001234567\n"), "n.csv")}),
+                 409, "AUDIO_NOT_READY")
+    assert client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).get_json()["status"] == "PROCESSING"
+
+    job = run_job(worker_app, audio["id"])
+    assert job.get_status().value == "finished", job.latest_result()
+
+    ready = client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).get_json()
+    assert ready["status"] == "READY" and ready["error"] is None
+    assert abs(ready["duration_ms"] - 2000) <= 40
+    assert not pending_uploads(settings).path_for(audio["id"]).exists()
+    wav = client.get(f"/api/v1/audio/{audio['id']}/download", headers=tenant.headers)
+    assert len(wav.data) == ready["size_bytes"] and sf.info(io.BytesIO(wav.data)).samplerate == 8000
+    assert place_call(tenant, audio["id"]).status_code == 201
+
+
+def test_worker_refusal_is_failed_with_the_error_in_the_documented_shape(make_app, worker_env, settings, tenant,
+                                                                          place_call):
+    # an MP3 states no length: the request cannot know it is too long, the worker finds out
+    app = make_app(audio_inline_cpu_ms=0, max_audio_seconds=1.0)
+    worker_env.setenv("MAX_AUDIO_SECONDS", "1")
+    client = app.test_client()
+    audio = upload(client, tenant, mp3_bytes(3.0), "long.mp3").get_json()
+    assert audio["status"] == "PROCESSING"
+    run_job(app, audio["id"])
+
+    failed = client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).get_json()
+    assert failed["status"] == "FAILED" and failed["duration_ms"] is None
+    error = failed["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == "AUDIO_TOO_LONG" and error["details"]["file"] == [error["message"]]
+    assert not pending_uploads(settings).path_for(audio["id"]).exists()
+    refused = assert_error(place_call(tenant, audio["id"]), 409, "AUDIO_NOT_READY")
+    assert refused["details"]["error"]["code"] == "AUDIO_TOO_LONG"
+    listed = client.get("/api/v1/audio", headers=tenant.headers).get_json()["data"]
+    assert {a["id"]: a["status"] for a in listed} == {audio["id"]: "FAILED"}
+    assert client.delete(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).status_code == 204
+
+
+def test_a_job_that_crashes_leaves_the_audio_failed_not_processing(worker_app, worker_env, tmp_path, tenant):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("x")
+    worker_env.setenv("AUDIO_DIR", str(blocked / "audio"))  # a worker whose audio directory is broken: the job raises
+    client = worker_app.test_client()
+    audio = upload(client, tenant, sample("OGG/Opus", 1.0), "v.ogg").get_json()
+    job = run_job(worker_app, audio["id"])
+    assert job.get_status().value == "failed"
+
+    failed = client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).get_json()
+    assert failed["status"] == "FAILED"
+    assert failed["error"]["code"] == "CONVERSION_FAILED"
+    assert failed["error"]["details"]["reason"] in ("NotADirectoryError", "FileExistsError")
+
+
+def test_deleted_while_processing_leaves_no_file(worker_app, worker_env, settings, tenant):
+    client = worker_app.test_client()
+    audio = upload(client, tenant, sample("WebM/Opus", 1.0), "r.webm").get_json()
+    assert client.delete(f"/api/v1/audio/{audio['id']}", headers=tenant.headers).status_code == 204
+    assert not pending_uploads(settings).path_for(audio["id"]).exists()
+    job = run_job(worker_app, audio["id"])
+    assert job.get_status().value == "finished"
+    assert not (Path(settings.audio_dir) / f"{audio['id']}.wav").exists()
+    assert_error(client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers), 404, "NOT_FOUND")
+
+
+def test_queue_down_is_503_and_nothing_is_kept(make_app, settings, tenant):
+    app = make_app(audio_inline_cpu_ms=0, redis_url="redis://127.0.0.1:1/0")
+    uploads_before = set(pending_uploads(settings).root.glob("*"))
+    error = assert_error(upload(app.test_client(), tenant, sample("OGG/Opus", 1.0), "v.ogg"), 503)
+    assert error["code"] == "SERVICE_UNAVAILABLE"
+    assert set(pending_uploads(settings).root.glob("*")) == uploads_before
+    listed = app.test_client().get("/api/v1/audio", headers=tenant.headers).get_json()
+    assert listed["data"] == []
+
+
+def test_small_uploads_stay_in_the_request_with_the_default_budget(client, tenant, settings):
+    assert settings.audio_inline_cpu_ms == 100
+    response = upload(client, tenant, sample("WebM/Opus", 5.0), "browser.webm")
+    assert response.status_code == 201 and response.get_json()["status"] == "READY"
+
+
+# --- the upload limit ----------------------------------------------------------------------------
+
+
+def test_uploads_are_limited_per_api_key(make_app, make_tenant):
+    client = make_app(ratelimit_upload="2 per minute").test_client()
+    first, second = make_tenant(), make_tenant()
+    for _ in range(2):
+        assert upload(client, first, wav_bytes(0.5), "m.wav").status_code == 201
+    error = assert_error(upload(client, first, wav_bytes(0.5), "m.wav"), 429, "RATE_LIMITED")
+    assert "2 per 1 minute" in error["message"]
+    assert upload(client, second, wav_bytes(0.5), "m.wav").status_code == 201  # another key, its own count
+    # reading is not limited by it
+    assert client.get("/api/v1/audio", headers=first.headers).status_code == 200
+
+
+# --- list, get, delete ---------------------------------------------------------------------------
 
 
 def test_list_get_and_pagination(client, make_tenant, upload_audio):

@@ -19,7 +19,8 @@ def hostile_app(settings: Any) -> Any:
 
     from api import create_app
 
-    application = create_app(replace(settings, ratelimit_default=HIGH, ratelimit_create=HIGH, ratelimit_login=HIGH))
+    application = create_app(replace(settings, ratelimit_default=HIGH, ratelimit_create=HIGH, ratelimit_login=HIGH,
+                                               ratelimit_upload=HIGH))
     application.config["TESTING"] = True
     yield application
     application.extensions["zenscall"].engine.dispose()

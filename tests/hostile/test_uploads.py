@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import payloads
-from tests.hostile.uploads import check_uploads, csv_sender, send_audio, tree
+from tests.hostile.uploads import check_uploads, csv_sender, recording_payloads, send_audio, tree
 
 COUNT = int(os.environ.get("ZC_HOSTILE_UPLOADS", "20"))
 
@@ -20,6 +20,14 @@ def test_hostile_audio_is_refused_and_nothing_written(hostile_app, client, make_
     cases = payloads.audio_payloads(random.Random(6), COUNT)
     tried, failures = check_uploads(hostile_app, client, tenant, cases, send_audio, payloads.MAY_DECODE)
     assert tried == len(cases) > 80
+    assert not failures, "\n".join(failures)
+
+
+def test_damaged_recordings_and_playlists_are_refused_or_decoded_within_limits(hostile_app, client, make_tenant):
+    tenant = make_tenant()
+    cases, may_decode = recording_payloads(random.Random(8), COUNT)
+    tried, failures = check_uploads(hostile_app, client, tenant, cases, send_audio, may_decode)
+    assert tried == len(cases) > 100
     assert not failures, "\n".join(failures)
 
 

@@ -111,3 +111,35 @@ def csv_sender(audio_id: str) -> Callable[[Any, Any, str, bytes], Any]:
                            content_type=f"multipart/form-data; boundary={BOUNDARY}")
 
     return send
+
+
+def recording_payloads(rng: Any, count: int) -> tuple[list[tuple[str, str, bytes]], set[str]]:
+    """Phone and browser recordings (M4A, 3GP, AMR, WebM, Ogg Opus, ADTS) cut short, bit-flipped and
+    with their headers overwritten, plus playlists and concat lists under audio names.
+
+    Returns (payloads, labels that may decode): a damaged recording can still hold decodable audio,
+    so those may be accepted (within the limits, writing only their own WAV) or refused; never a 5xx.
+    """
+    from tests.core.audio_samples import sample
+
+    out: list[tuple[str, str, bytes]] = []
+    for kind, name in (("M4A/AAC", "memo.m4a"), ("3GP/AMR-NB", "rec.3gp"), ("AMR-NB", "rec.amr"),
+                       ("AMR-WB", "rec.awb"), ("WebM/Opus", "rec.webm"), ("OGG/Opus", "rec.ogg"), ("AAC", "rec.aac")):
+        good = sample(kind, 1.0)
+        cuts = sorted({4, 8, 12, 16, 32, 64, len(good) // 2, len(good) - 1} | {rng.randrange(1, len(good))
+                                                                            for _ in range(count // 4)})
+        out += [(f"{kind} cut at {n}", name, good[:n]) for n in cuts if n < len(good)]
+        for i in range(count // 2):
+            flipped = bytearray(good)
+            for _ in range(rng.choice([1, 8, 64])):
+                flipped[rng.randrange(12, len(flipped))] ^= 1 << rng.randrange(8)
+            out.append((f"{kind} bit flips #{i}", name, bytes(flipped)))
+        out.append((f"{kind} header + random", name, good[:64] + rng.randbytes(len(good) - 64)))
+    may_decode = {label for label, _, _ in out}
+    playlist = b"#EXTM3U\n#EXTINF:10,\nfile:///etc/passwd\nhttp://127.0.0.1:1/x.ts\n"
+    concat = b"ffconcat version 1.0\nfile '/etc/passwd'\nfile 'http://127.0.0.1:1/x'\n"
+    out += [("HLS playlist", "message.m3u8", playlist), ("HLS playlist named .mp3", "message.mp3", playlist),
+            ("concat list", "message.wav", concat),
+            ("ID3 + playlist", "message.mp3", b"ID3\x04\0\0\0\0\0\0" + playlist),
+            ("ftyp + playlist", "memo.m4a", b"\0\0\0\x14ftypM4A \0\0\0\0" + playlist)]
+    return out, may_decode
