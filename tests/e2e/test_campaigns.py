@@ -96,6 +96,17 @@ def set_calls(stack: Stack, campaign_id: str, *where: Any, **values: Any) -> Non
         conn.execute(sa.update(Call).where(Call.campaign_id == campaign_id, *where).values(**values))
 
 
+def max_overlap(rows: list[dict[str, Any]]) -> int:
+    """The most channels of ``rows`` the switch had up at one moment."""
+    edges = sorted([(r["start"], 1) for r in rows] + [(r["end"] or r["start"], -1) for r in rows],
+                   key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    depth = peak = 0
+    for _, step in edges:
+        depth += step
+        peak = max(peak, depth)
+    return peak
+
+
 def sim_rows(sim: SimProcess, phones: list[str]) -> list[dict[str, Any]]:
     wanted = set(phones)
     return [row for row in sim.stats()["calls"] if row["number"] in wanted]
@@ -164,8 +175,9 @@ def test_campaign_of_300_numbers_matches_the_switch(stack: Stack, make_tenant: A
             CallStatus(call.status).value, call.attempts_count, call.last_cause or "", call.billsec,
             Decimal(call.cost), call.id)
 
-    # the campaign's concurrency limit held on the switch (the only campaign it carried)
-    assert 1 < sim.stats()["max_concurrent"] <= 20
+    # the campaign's concurrency limit held on the switch: its channels never overlapped more than
+    # 20 deep (counted from the switch's own log; calls left queued by earlier tests may share it)
+    assert 1 < max_overlap(rows) <= 20
     stack.assert_books_balance(tenant.account_id)
     assert Decimal(stack.account(tenant.account_id).balance) == Decimal("1000") - cost
 
