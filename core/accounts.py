@@ -1,5 +1,5 @@
-"""Accounts and their users: creating them (operators do this from the command line) and
-setting a user's password (the API's password change and the operator's command)."""
+"""Accounts, their users and API keys: the service the API and the operator commands both call
+(creating accounts, users and keys, changing an account's rate and limits, setting passwords)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def create_account(
         raise AccountError("the opening balance cannot be negative")
     if session.execute(sa.select(User.id).where(User.email == email)).first():
         raise AccountError(f"a user with email {email} already exists")
+    if (rate_per_minute is not None and rate_per_minute <= 0) or (pulse_seconds is not None and pulse_seconds <= 0):
+        raise AccountError("the rate and the pulse must be positive")
     account = Account(
         name=name,
         balance=Decimal("0"),
@@ -60,14 +62,56 @@ def create_account(
     session.add(account)
     session.flush()
     user = User(account_id=account.id, email=email, password_hash=hash_password(password))
-    key, prefix, key_hash = generate_api_key()
-    api_key = ApiKey(account_id=account.id, name="default", prefix=prefix, key_hash=key_hash)
-    session.add_all([user, api_key])
-    session.flush()
+    session.add(user)
+    api_key, key = create_api_key(session, account.id, "default")
     if balance > 0:
         ledger.credit(session, account.id, balance, description="opening balance")
     session.commit()
     return CreatedAccount(account=account, user=user, api_key=key, api_key_id=api_key.id)
+
+
+def create_api_key(session: Session, account_id: str, name: str) -> tuple[ApiKey, str]:
+    """A new key row (flushed, not committed); returns it with the full key, which is never stored."""
+    key, prefix, key_hash = generate_api_key()
+    row = ApiKey(account_id=account_id, name=name, prefix=prefix, key_hash=key_hash)
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def create_user(session: Session, account_id: str, email: str, password: str) -> User:
+    """Another user (email + password login) of an existing account. Commits."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise AccountError(f"not an email address: {email!r}")
+    check_password(password)
+    if session.execute(sa.select(User.id).where(User.email == email)).first():
+        raise AccountError(f"a user with email {email} already exists")
+    user = User(account_id=account_id, email=email, password_hash=hash_password(password))
+    session.add(user)
+    session.commit()
+    return user
+
+
+def set_terms(session: Session, account: Account, *, rate_per_minute: Decimal | None = None,
+              pulse_seconds: int | None = None, max_concurrent_calls: int | None = None) -> Account:
+    """Change an account's rate, pulse or concurrent-call limit. Commits. Zero or negative values
+    are refused (a call is never free and never pays the customer). Calls already placed keep the
+    rate they were reserved at."""
+    if rate_per_minute is not None and rate_per_minute <= 0:
+        raise AccountError("the rate must be positive")
+    if pulse_seconds is not None and pulse_seconds <= 0:
+        raise AccountError("the pulse must be positive")
+    if max_concurrent_calls is not None and max_concurrent_calls <= 0:
+        raise AccountError("the concurrent-call limit must be positive")
+    if rate_per_minute is not None:
+        account.rate_per_minute = rate_per_minute
+    if pulse_seconds is not None:
+        account.pulse_seconds = pulse_seconds
+    if max_concurrent_calls is not None:
+        account.max_concurrent_calls = max_concurrent_calls
+    session.commit()
+    return account
 
 
 def check_password(password: str) -> None:

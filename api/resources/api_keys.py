@@ -13,7 +13,7 @@ from api.context import db
 from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import ApiKeySchema, NewApiKeySchema
-from core.credentials import generate_api_key
+from core.accounts import create_api_key
 from core.db import utcnow
 from core.models import ApiKey
 
@@ -22,15 +22,6 @@ blp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys", description
 
 class NewKeyArgs(ma.Schema):
     name = ma.fields.String(load_default="API key", validate=ma.validate.Length(min=1, max=100))
-
-
-def create_key(session: Any, account_id: str, name: str) -> tuple[ApiKey, str]:
-    """A new key row; returns it with the full key, which is never stored."""
-    key, prefix, key_hash = generate_api_key()
-    row = ApiKey(account_id=account_id, name=name, prefix=prefix, key_hash=key_hash)
-    session.add(row)
-    session.flush()
-    return row, key
 
 
 def _own_key(key_id: str) -> ApiKey:
@@ -47,7 +38,7 @@ def _own_key(key_id: str) -> ApiKey:
 def create(body: dict[str, Any]) -> ApiKey:
     """Create an API key. The full key is in this response only: store it safely."""
     session = db()
-    row, key = create_key(session, current().account_id, body["name"])
+    row, key = create_api_key(session, current().account_id, body["name"])
     session.commit()
     row.key = key  # type: ignore[attr-defined]  # not a column: only this response carries it
     return row

@@ -104,3 +104,30 @@ def test_accounts_create_bad_input(flask_cli, created):
     fine = flask_cli("accounts", "create", "--name", "Fine", "--email", f"f-{uuid.uuid4().hex[:8]}@acme.pk",
                      "--password", "S3cret!pass", "--balance", "1.23456")
     assert error_of(fine)["code"] == "INVALID_AMOUNT"
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("--rate", "0"), "INVALID_RATE"), (("--rate", "-2.50"), "INVALID_RATE"), (("--pulse", "0"), "INVALID_RATE"),
+    (("--pulse", "-30"), "INVALID_RATE"), (("--max-concurrent", "0"), "INVALID_RATE"),
+    (("--rate", "abc"), "INVALID_AMOUNT"),
+])
+def test_set_rate_refuses_zero_and_negative_terms(flask_cli, created, args, code):
+    """A zero or negative rate would make calls free or pay the customer (a negative charge that
+    breaks balance == ledger): refused, nothing changed."""
+    _, account = created
+    assert error_of(flask_cli("accounts", "set-rate", account["account_id"], *args))["code"] == code
+    shown = json.loads(flask_cli("accounts", "show", account["account_id"]).stdout)
+    assert (shown["rate_per_minute"], shown["pulse_seconds"]) == (account["rate_per_minute"], account["pulse_seconds"])
+
+
+def test_accounts_create_refuses_a_negative_rate(flask_cli):
+    result = flask_cli("accounts", "create", "--name", "Free", "--email", f"f-{uuid.uuid4().hex[:6]}@x.pk",
+                       "--password", "S3cret!pass", "--rate", "-1")
+    assert error_of(result)["code"] == "INVALID_ACCOUNT"
+
+
+def test_settle_refuses_an_unknown_attempt(flask_cli):
+    assert error_of(flask_cli("calls", "settle", str(uuid.uuid4()), "--not-answered"))["code"] == "NOT_FOUND"
+    assert error_of(flask_cli("calls", "settle", str(uuid.uuid4()), "--answered"))["code"] == "INVALID_SETTLEMENT"
+    listed = flask_cli("calls", "unsettled", "--account", str(uuid.uuid4()))
+    assert listed.returncode == 0 and listed.stdout == ""

@@ -3,11 +3,16 @@ is flushed. Every call still ends in exactly one final state and the books balan
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Stack, assert_sim_no_overlap, wait_for
+from tests.e2e.conftest import ROOT, Stack, assert_sim_no_overlap, wait_for
 
 
 def test_reconnect_after_connection_loss_keeps_live_calls(stack: Stack, make_tenant: Any, upload: Any) -> None:
@@ -63,6 +68,41 @@ def test_switch_crash_ends_unseen_calls_once_as_unknown(stack: Stack, make_tenan
     account = stack.account(tenant.account_id)
     assert Decimal(account.reserved) == held > 0  # kept until an operator (or a late record) settles them
     stack.assert_books_balance(tenant.account_id)
+
+    # the operator settles them from the switch's and the carrier's records
+    listed = [json.loads(line) for line in flask(stack, "calls", "unsettled", "--account", tenant.account_id)]
+    assert sorted(row["call_id"] for row in listed) == sorted(ids)
+    first = stack.attempts(answered[0].call_id)[0]
+    settled = json.loads(flask(stack, "calls", "settle", first.id, "--answered", "--billsec", "42")[0])
+    assert settled["status"] == "COMPLETED"
+    ringing_attempt = stack.attempts(ringing.call_id)[0]
+    assert json.loads(flask(stack, "calls", "settle", ringing_attempt.id, "--not-answered",
+                            "--cause", "NO_ANSWER")[0])["status"] == "FAILED"
+    call = stack.call(answered[0].call_id)
+    assert (call.status, call.billsec) == ("COMPLETED", 42)
+    stack.assert_money(answered[0].call_id)
+    assert stack.call(ringing.call_id).last_cause == "NO_ANSWER"
+    again = subprocess.run([FLASK, "--app", "wsgi", "calls", "settle", first.id, "--not-answered"], cwd=ROOT,
+                           env=cli_env(stack), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "NOT_FOUND" in again.stderr  # settled once
+    account = stack.account(tenant.account_id)
+    assert Decimal(account.reserved) == Decimal(stack.attempts(answered[1].call_id)[0].reserved_amount)
+    stack.assert_books_balance(tenant.account_id)
+
+
+FLASK = str(Path(sys.executable).parent / "flask")
+
+
+def cli_env(stack: Stack) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": stack.settings.database_url, "REDIS_URL": stack.settings.redis_url or "",
+            "VAR_DIR": str(stack.settings.var_dir)}
+
+
+def flask(stack: Stack, *args: str) -> list[str]:
+    result = subprocess.run([FLASK, "--app", "wsgi", *args], cwd=ROOT, env=cli_env(stack), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.strip()]
 
 
 def test_kill9_mid_batch_then_restart(stack: Stack, make_tenant: Any, upload: Any) -> None:
