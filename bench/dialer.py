@@ -172,6 +172,21 @@ class Simulator:
         self.log.close()
 
 
+def service_pids() -> dict[str, int]:
+    """The MariaDB and Redis servers of this machine (their CPU counts per call too; they are shared
+    with whatever else runs here, so read their figures as an upper bound)."""
+    import psutil
+
+    found: dict[str, int] = {}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if name in ("mariadbd", "mysqld") and "mariadbd" not in found:
+            found["mariadbd"] = proc.pid
+        elif name.startswith("redis-server") and "redis" not in found:
+            found["redis"] = proc.pid
+    return found
+
+
 @dataclass
 class Sampler:
     """CPU and RSS of one process, sampled while a phase runs."""
@@ -316,7 +331,8 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
             time.sleep(0.2)
             beat = heartbeat(rds, node, proc.pid)
         sampler = Sampler(proc.pid)
-        sql0 = beat.get("sql_statements", 0)
+        services = {name: Sampler(pid) for name, pid in service_pids().items()}
+        sql0, rtt0 = beat.get("sql_statements", 0), beat.get("redis_round_trips", 0)
         sim.reset()
         if args.py_spy and name == args.py_spy:
             out = Path(args.py_spy_out).resolve()
@@ -354,12 +370,14 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
                 break
         wall = time.monotonic() - started
         cpu_s = sampler.cpu() - sampler.cpu0
+        service_cpu = {name: smp.cpu() - smp.cpu0 for name, smp in services.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         time.sleep(1.3)  # one more heartbeat with the final statement count
         beat = heartbeat(rds, node, proc.pid) or beat
         sql = beat.get("sql_statements", 0) - sql0
+        rtt = beat.get("redis_round_trips", 0) - rtt0
         sim_stats = sim.stats()
         with engine.connect() as conn:
             starts = [r[0].timestamp() for r in conn.execute(
@@ -369,6 +387,9 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
         first, last = sampler.flatness()
         return {"originates": len(starts), "completed": done, "rate": sustained_rate(starts), "wall": wall,
                 "cpu_ms_per_call": 1000 * cpu_s / max(1, done), "sql_per_call": sql / max(1, done),
+                "redis_per_call": rtt / max(1, done),
+                **{f"{n}_cpu_ms_per_call": 1000 * c / max(1, done) for n, c in service_cpu.items()},
+                "system_cpu_ms_per_call": 1000 * (cpu_s + sum(service_cpu.values())) / max(1, done),
                 "rss_peak_mb": max(sampler.rss or [0]), "rss_first_mb": first, "rss_last_mb": last,
                 "max_concurrent": sim_stats["max_concurrent"], "peak_in_flight": peak_in_flight}
     finally:
@@ -509,13 +530,17 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], books_o
     cols = [("bare loop", bare), ("dialer short", short), ("dialer long", long_)]
     rows = [("calls completed", "completed", "d"), ("wall s", "wall", ".1f"),
             ("sustained originates/s", "rate", ".1f"), ("peak concurrent (simulator)", "max_concurrent", "d"),
-            ("CPU ms per call", "cpu_ms_per_call", ".2f"), ("SQL statements per call", "sql_per_call", ".2f"),
+            ("CPU ms per call", "cpu_ms_per_call", ".2f"),
+            ("  mariadbd CPU ms per call (shared server)", "mariadbd_cpu_ms_per_call", ".2f"),
+            ("  redis-server CPU ms per call (shared)", "redis_cpu_ms_per_call", ".2f"),
+            ("  dialer + mariadbd + redis ms per call", "system_cpu_ms_per_call", ".2f"),
+            ("SQL statements per call", "sql_per_call", ".2f"), ("Redis round trips per call", "redis_per_call", ".2f"),
             ("peak RSS MB", "rss_peak_mb", ".1f"), ("RSS first quarter MB", "rss_first_mb", ".1f"),
             ("RSS last quarter MB", "rss_last_mb", ".1f")]
     print()
-    print(f"{'':30s}" + "".join(f"{c:>15s}" for c, _ in cols))
+    print(f"{'':44s}" + "".join(f"{c:>15s}" for c, _ in cols))
     for label, key, spec in rows:
-        print(f"{label:30s}" + "".join(f"{fmt((r or {}).get(key), spec):>15s}" for _, r in cols))
+        print(f"{label:44s}" + "".join(f"{fmt((r or {}).get(key), spec):>15s}" for _, r in cols))
     print()
 
     def verdict(ok: bool) -> str:

@@ -14,11 +14,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-MAX_ROWS = 100  # rows per statement (parameters stay well under every backend's limit)
+MAX_ROWS = 128  # rows per statement (parameters stay well under every backend's limit)
+#: statement sizes: a batch is padded up to the next one by repeating its last row (harmless in a
+#: CASE and an IN list), so each statement shape is compiled for a handful of sizes only
+SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def chunks(items: Sequence[Any], size: int = MAX_ROWS) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def padded(rows: Sequence[Any]) -> list[Any]:
+    size = next(n for n in SIZES if n >= len(rows))
+    return list(rows) + [rows[-1]] * (size - len(rows))
 
 
 @lru_cache(maxsize=512)
@@ -75,6 +83,7 @@ def run_case_update(conn: sa.Connection, table: sa.Table, key: str, columns: tup
     const = const or {}
     fixed = {f"c_{name}": value for name, value in const.items()}
     for chunk in chunks(rows):
+        chunk = padded(chunk)
         stmt = case_update(table, key, columns, len(chunk), guard, extra, tuple(const), add)
         changed += conn.execute(stmt, {**case_params(chunk, key, columns, guard), **fixed}).rowcount
     return changed

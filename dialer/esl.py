@@ -249,6 +249,15 @@ def translate(event: RawEvent, *, require_call_id: bool = True) -> DomainEvent |
     )
 
 
+#: Every header ``translate`` reads: the adapter's reader picks only these out of an event.
+TRANSLATED_HEADERS = frozenset({
+    "Event-Name", "Unique-ID", "Job-UUID", "Event-Date-Timestamp", "Hangup-Cause", "variable_zc_call_id",
+    "variable_playback_last_offset_pos", "variable_playback_ms", "variable_answer_uepoch", "variable_answer_epoch",
+    "variable_endpoint_disposition", "variable_end_uepoch", "variable_end_epoch", "variable_start_uepoch",
+    "variable_start_epoch", "variable_hangup_cause", "variable_hangup_cause_q850", "variable_sip_term_status",
+    "variable_billsec", "variable_duration",
+})
+
 _CHANNEL_EVENTS = frozenset(
     {
         "CHANNEL_PROGRESS",
@@ -368,6 +377,7 @@ class EslConnection(InboundESL):  # type: ignore[misc]
         command_timeout: float = 5.0,
         on_event: Callable[[RawEvent], None] | None = None,
         on_closed: Callable[[str], None] | None = None,
+        wanted_headers: frozenset[str] | None = None,
     ) -> None:
         if not isinstance(password, str) or any(c in password for c in "\r\n"):
             raise ValueError("password must be one line")
@@ -378,6 +388,7 @@ class EslConnection(InboundESL):  # type: ignore[misc]
         self.sock_file: Any = None
         self._on_raw_event = on_event
         self._on_closed = on_closed
+        self._wanted = wanted_headers  # None: every header of an event is parsed
         self._send_lock = gevent.lock.Semaphore()
         self._used = False
         self._shut = False
@@ -527,7 +538,8 @@ class EslConnection(InboundESL):  # type: ignore[misc]
                 break
             ctype, body = item
             try:
-                raw = parse_plain_event(body) if ctype == "text/event-plain" else parse_json_event(body)
+                raw = (parse_plain_event(body, self._wanted) if ctype == "text/event-plain"
+                       else parse_json_event(body, self._wanted))
             except Exception:
                 log.exception("%s: unparsable %s event dropped", self.name, ctype)
                 continue
@@ -613,6 +625,7 @@ class EslClient:
         connect_timeout: float = 5.0,
         events: Iterable[str] = DIALER_EVENTS,
         require_call_id: bool = True,
+        event_format: str = "json",
     ) -> None:
         self.host = host
         self.port = port
@@ -622,6 +635,11 @@ class EslClient:
         self.connect_timeout = connect_timeout
         self.events = tuple(_check(_EVENT_NAME_RE, e, "event name") for e in events)
         self.require_call_id = require_call_id
+        if event_format not in ("json", "plain"):
+            raise ValueError(f"refusing event format {event_format!r}")
+        # JSON: one json.loads in C, about 4x cheaper than splitting and percent-decoding a plain
+        # hangup event of ~200 headers (the headers are the same, see tests/esl)
+        self.event_format = event_format
         self._gen: _Generation | None = None
         self._counter = 0
 
@@ -638,7 +656,7 @@ class EslClient:
         self._gen = gen
         try:
             events.connect()
-            reply = events.send("event plain " + " ".join(self.events))
+            reply = events.send(f"event {self.event_format} " + " ".join(self.events))
             if not reply.reply_text.startswith("+OK"):
                 raise EslCommandError(f"event subscription refused: {reply.reply_text}")
             commands.connect()
@@ -677,6 +695,7 @@ class EslClient:
             command_timeout=self.command_timeout,
             on_event=on_event,
             on_closed=partial(self._on_connection_closed, number, name),
+            wanted_headers=TRANSLATED_HEADERS if on_event is not None else None,
         )
 
     def _on_raw_event(self, raw: RawEvent) -> None:

@@ -562,7 +562,7 @@ def test_originate_sends_bgapi_with_our_job_uuid(server: Any) -> None:
         )
         subscribe = [c for c in commands if c.startswith("event ")]
         assert subscribe == [
-            "event plain BACKGROUND_JOB CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA "
+            "event json BACKGROUND_JOB CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA "
             "CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE PLAYBACK_START PLAYBACK_STOP"
         ]
     finally:

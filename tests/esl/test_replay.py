@@ -43,7 +43,8 @@ def replay_client(
     server = ReplayServer(capture(name), mode="split").start()
     collector = Collector()
     host, port = server.address
-    client = EslClient(host, port, "ClueCon", on_event=collector, command_timeout=3)
+    client = EslClient(host, port, "ClueCon", on_event=collector, command_timeout=3,
+                       event_format="plain")  # the transcripts were recorded with plain events
     client.connect()
     try:
         yield client, collector, server, name

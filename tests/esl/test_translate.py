@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dialer.esl import translate
-from dialer.esl_wire import EslProtocolError, RawEvent, parse_plain_event, read_message
+from dialer.esl import TRANSLATED_HEADERS, translate
+from dialer.esl_wire import EslProtocolError, RawEvent, parse_json_event, parse_plain_event, read_message
 from dialer.events import (
     ChannelAnswered,
     ChannelHangup,
@@ -17,6 +17,7 @@ from dialer.events import (
     PlaybackStarted,
     PlaybackStopped,
 )
+from tests.fixtures import CAPTURES
 
 from .conftest import capture, index, messages, raw_events
 
@@ -242,3 +243,28 @@ def test_read_message_handles_bodies_without_trailing_newline() -> None:
     bodies = [b for h, b in frames if h.get("Content-Type") == "api/response"]
     assert b"false" in bodies
     assert frames[-1][0]["Content-Type"] == "text/disconnect-notice"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CAPTURES.glob("*.plain.txt")))
+def test_picking_the_translated_headers_reads_what_a_full_parse_reads(name: str) -> None:
+    """The adapter parses only the headers ``translate`` uses: same values, same domain events."""
+    for headers, body in messages(capture(name)):
+        if headers.get("Content-Type") != "text/event-plain":
+            continue
+        full = parse_plain_event(body)
+        picked = parse_plain_event(body, TRANSLATED_HEADERS)
+        wanted = TRANSLATED_HEADERS | {"Content-Length"}
+        assert picked.headers == {k: v for k, v in full.headers.items() if k in wanted}
+        assert picked.body == full.body
+        assert translate(picked, require_call_id=False) == translate(full, require_call_id=False)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CAPTURES.glob("*.json-events.txt")))
+def test_picking_from_json_events_reads_what_a_full_parse_reads(name: str) -> None:
+    for headers, body in messages(capture(name)):
+        if headers.get("Content-Type") != "text/event-json":
+            continue
+        full = parse_json_event(body)
+        picked = parse_json_event(body, TRANSLATED_HEADERS)
+        assert picked.headers == {k: v for k, v in full.headers.items() if k in TRANSLATED_HEADERS}
+        assert translate(picked, require_call_id=False) == translate(full, require_call_id=False)
