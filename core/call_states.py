@@ -179,6 +179,23 @@ def earlier_than(to: CallStatus) -> list[str]:
 # --------------------------------------------------------------------------- causes and outcomes
 
 
+@dataclass(frozen=True)
+class HangupFacts:
+    """What is known about an attempt's end (from an ESL event, a CDR, or nothing at all)."""
+
+    cause: str
+    q850: int | None = None
+    sip_status: int | None = None
+    answered: bool = False
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    billsec: int = 0
+    duration: int = 0
+    played_ms: int | None = None
+    #: True / False when known (PLAYBACK_START seen, or the switch's record says); None: unknown
+    message_started: bool | None = None
+
+
 class Retry(str, Enum):
     NEVER = "never"
     YES = "yes"

@@ -47,10 +47,11 @@ import gevent.queue
 import redis
 from sqlalchemy import exc as sa_exc
 
+from billing import settlement
 from billing.rating import worst_case_billsec
 from core import call_states as cs
 from core import redis_keys
-from core.call_states import CallStatus
+from core.call_states import CallStatus, HangupFacts
 from core.db import utcnow
 from core.phone import dial_digits
 from core.settings import Settings
@@ -66,7 +67,7 @@ from dialer.events import (
     PlaybackStarted,
     PlaybackStopped,
 )
-from dialer.store import Advance, Attempt, Candidate, Finished, HangupFacts, Source, Store
+from dialer.store import Advance, Attempt, Candidate, Finished, Source, Store
 
 log = logging.getLogger("zenscall.dialer")
 
@@ -684,10 +685,10 @@ class Engine:
             if uuid in self.live:
                 continue  # its own hangup event (or the reconciliation) will settle it
             if uuid in states and states[uuid] == cs.OUTCOME_UNKNOWN:
-                attempt = self.store.unknown_attempt(uuid)
+                attempt = settlement.unknown_attempt(self.store.engine, uuid)
                 facts = self.records.find(uuid)
                 if attempt is not None and facts is not None:
-                    settled = self.store.settle_unknown(attempt, facts)
+                    settled = settlement.settle_unknown(self.store.engine, attempt, facts)
                     if settled is not None:
                         log.warning("attempt %s settled from the switch's late record: %s", uuid,
                                     settled.status.value, extra={"event": "late_record", "call_id": attempt.call_id})

@@ -36,9 +36,10 @@ from sqlalchemy import exc as sa_exc
 
 from billing.books import Books
 from billing.rating import call_cost, reservation_for
+from billing.settlement import book_attempt
 from core import call_states as cs
 from core import sqlbatch
-from core.call_states import CallStatus, Step
+from core.call_states import CallStatus, HangupFacts, Step
 from core.campaign_states import INSUFFICIENT_BALANCE as PAUSED_UNPAID
 from core.campaign_states import CampaignStatus, CampaignStep
 from core.db import utcnow
@@ -134,23 +135,6 @@ class Claim:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (call id, cause)
     #: the campaign was paused because the balance cannot pay its next attempt
     paused_unpaid: bool = False
-
-
-@dataclass(frozen=True)
-class HangupFacts:
-    """What is known about an attempt's end (from an ESL event, a CDR, or nothing at all)."""
-
-    cause: str
-    q850: int | None = None
-    sip_status: int | None = None
-    answered: bool = False
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    billsec: int = 0
-    duration: int = 0
-    played_ms: int | None = None
-    #: True / False when known (PLAYBACK_START seen, or the switch's record says); None: unknown
-    message_started: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -535,20 +519,10 @@ class Store:
                 a = s.attempt
                 if a.hold <= 0 or s.unknown or a.account_id not in books.state:
                     continue  # nothing held; or the outcome is unknown: the hold waits for a settlement
-                self._book(books, a, s.charge, now)
+                book_attempt(books, a, s.charge, now)
             books.flush()
         return [Finished(s.attempt.call_id, s.attempt.attempt_id, s.nxt.status, s.cause, s.charge,
                          s.nxt.next_attempt_at, s.answered) for s in settles]
-
-    @staticmethod
-    def _book(books: Books, a: Attempt, charge: Decimal, now: datetime) -> None:
-        """Release an attempt's hold and charge what it cost (never more than the hold)."""
-        if not books.move(a.account_id, LedgerKind.RELEASE, hold=-a.hold, call_id=a.call_id,
-                          attempt_id=a.attempt_id, description="reservation released at hangup", now=now):
-            raise RuntimeError(f"release of attempt {a.attempt_id} refused")
-        if charge > 0 and not books.move(a.account_id, LedgerKind.CHARGE, amount=-charge, call_id=a.call_id,
-                                         attempt_id=a.attempt_id, description="answered call", now=now):
-            raise RuntimeError(f"charge of attempt {a.attempt_id} refused")
 
     def _settle(self, a: Attempt, f: HangupFacts, cancel_requested: bool, campaign_status: Any,
                 now: datetime) -> _Settle:
@@ -657,60 +631,6 @@ class Store:
                 out.update({r.id: (r.hangup_cause or cs.CAUSE_UNKNOWN) if r.ended_at is not None else None
                             for r in conn.execute(sa.select(a.id, a.ended_at, a.hangup_cause).where(a.id.in_(chunk)))})
         return out
-
-    def unknown_attempt(self, attempt_id: str) -> Attempt | None:
-        """An attempt ended OUTCOME_UNKNOWN whose reservation is still held (to settle it)."""
-        a, c, led = _attempts.c, _calls.c, _ledger.c
-        released = sa.exists().where(led.attempt_id == a.id, led.kind == LedgerKind.RELEASE)
-        with self.engine.connect() as conn:
-            r = conn.execute(
-                sa.select(a.id, a.call_id, a.account_id, c.campaign_id, a.attempt_no, a.dialed_number, c.audio_id,
-                          a.rate_per_minute, a.pulse_seconds, a.reserved_amount, a.started_at)
-                .join(_calls, c.id == a.call_id)
-                .where(a.id == attempt_id, a.hangup_cause == cs.OUTCOME_UNKNOWN, ~released)
-            ).one_or_none()
-        if r is None:
-            return None
-        return Attempt(r.id, r.call_id, r.account_id, r.campaign_id, r.attempt_no, r.dialed_number, r.audio_id, 0,
-                       None, 0, 0, r.rate_per_minute, r.pulse_seconds, r.reserved_amount, r.started_at,
-                       status=CallStatus.FAILED)
-
-    def settle_unknown(self, attempt: Attempt, facts: HangupFacts) -> Finished | None:
-        """Settle an attempt that ended OUTCOME_UNKNOWN once its outcome is known (the switch's late
-        record, or an operator): money released and charged at the frozen rate; the call becomes
-        COMPLETED when the message was heard, else stays FAILED with the real cause. Never retried."""
-        now = self.clock()
-        answered = facts.answered or facts.billsec > 0
-        started = facts.message_started is not False
-        delivered = answered and started
-        billsec = facts.billsec if answered else 0
-        charge = min(call_cost(billsec, attempt.rate, attempt.pulse), attempt.hold) if delivered else ZERO
-        status = cs.check(Step.SETTLE_UNKNOWN, CallStatus.FAILED,
-                          CallStatus.COMPLETED if delivered else CallStatus.FAILED)
-        cause = facts.cause if not (answered and not started) else cs.MESSAGE_NOT_PLAYED
-        a, c = _attempts.c, _calls.c
-        with self.engine.begin() as conn:
-            done = conn.execute(sa.update(_attempts).where(a.id == attempt.attempt_id,
-                                                           a.hangup_cause == cs.OUTCOME_UNKNOWN).values(
-                hangup_cause=facts.cause[:64], q850_cause=facts.q850, sip_status=facts.sip_status, billsec=billsec,
-                duration=facts.duration, played_ms=facts.played_ms, cost=charge,
-                status=CallStatus.COMPLETED if delivered else cs.outcome_for(facts.cause, answered=answered,
-                                                                             message_started=started).status,
-                answered_at=facts.answered_at if answered else None,
-                ended_at=facts.ended_at or a.ended_at)).rowcount
-            if done != 1:
-                return None
-            values: dict[str, Any] = {"status": status, "last_cause": cause[:64], "last_sip_status": facts.sip_status,
-                                      "billsec": c.billsec + billsec, "cost": c.cost + charge, "updated_at": now}
-            if answered:
-                values["answered_at"] = facts.answered_at
-            conn.execute(sa.update(_calls).where(c.id == attempt.call_id, c.status.in_(Step.SETTLE_UNKNOWN.sources))
-                         .values(values))
-            books = Books(conn, [attempt.account_id])
-            if attempt.hold > 0 and attempt.account_id in books.state:
-                self._book(books, attempt, charge, now)
-            books.flush()
-        return Finished(attempt.call_id, attempt.attempt_id, status, cause, charge, None, answered)
 
     # -- campaigns -------------------------------------------------------------------------------------
     def campaign_housekeeping(self) -> tuple[int, list[str]]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dialer.store import HangupFacts
+from core.call_states import HangupFacts
 
 log = logging.getLogger("zenscall.dialer")
 

@@ -16,19 +16,17 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from api.cli.common import fail, out, services
+from billing import settlement
 from billing.rating import money_str
 from core import call_states as cs
+from core.call_states import HangupFacts
 from core.db import utcnow
 from core.models import CallAttempt, LedgerEntry
 from core.states import LedgerKind
-from dialer.store import HangupFacts, Store
 
 
 def group(app: Flask) -> AppGroup:
     calls_cli = AppGroup("calls", help="Calls and attempts an operator must settle.")
-
-    def store() -> Store:
-        return Store(services(app).engine, "operator", "operator")
 
     @calls_cli.command("unsettled")
     @click.option("--account", "account_id", default=None, help="only this account's attempts")
@@ -60,15 +58,15 @@ def group(app: Flask) -> AppGroup:
             fail("an answered attempt needs --billsec > 0", "INVALID_SETTLEMENT")
         if not answered and billsec:
             fail("--billsec is for answered attempts", "INVALID_SETTLEMENT")
-        s = store()
-        attempt = s.unknown_attempt(attempt_id)
+        engine = services(app).engine
+        attempt = settlement.unknown_attempt(engine, attempt_id)
         if attempt is None:
             fail(f"no unsettled attempt {attempt_id} (unknown, or settled already)", "NOT_FOUND")
         now = utcnow()
         facts = HangupFacts(cause=(cause or ("NORMAL_CLEARING" if answered else "NO_ANSWER")).upper(),
                             answered=answered, answered_at=now if answered else None, billsec=billsec,
                             duration=billsec, message_started=True if answered else None)
-        done = s.settle_unknown(attempt, facts)
+        done = settlement.settle_unknown(engine, attempt, facts)
         if done is None:
             fail(f"attempt {attempt_id} was settled meanwhile", "CONFLICT")
         out({"attempt_id": attempt_id, "call_id": done.call_id, "status": done.status.value,

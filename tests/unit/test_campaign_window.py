@@ -19,12 +19,12 @@ import redis
 import sqlalchemy as sa
 
 from core import campaigns as lifecycle
-from core.call_states import CallStatus
+from core.call_states import CallStatus, HangupFacts
 from core.campaign_states import CampaignStatus
 from core.models import Call, Campaign
 from dialer.caps import Caps
 from dialer.engine import Engine
-from dialer.store import HangupFacts, Store
+from dialer.store import Store
 
 
 def utc(h: int, m: int = 0, day: int = 15) -> datetime:
