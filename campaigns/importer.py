@@ -39,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns.csv_reader import CsvError, PhoneCsv
+from campaigns.csv_reader import FILE_TOO_LARGE, MAX_BYTES, MAX_LINES, CsvError, PhoneCsv
 from core.db import make_engine, utcnow
 from core.models import ZERO, Call, Campaign, CampaignRejectedRow, DncNumber
 from core.phone import InvalidPhoneNumber, normalize_pk
@@ -55,7 +55,6 @@ DELETE_CHUNK = 20000
 CANCEL_CHECK_BATCHES = 20  # look for a cancel every this many batches
 DNC_REASON = "on the do-not-call list"
 
-FILE_TOO_LARGE = "FILE_TOO_LARGE"
 UPLOAD_MISSING = "UPLOAD_MISSING"
 NO_VALID_NUMBERS = "NO_VALID_NUMBERS"
 IMPORT_CRASHED = "IMPORT_CRASHED"
@@ -68,14 +67,21 @@ _dnc = DncNumber.__table__
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Upload limits, from ``MAX_CSV_BYTES`` (default 100 MB) and ``MAX_CSV_ROWS`` (default 1,000,000)."""
+    """Upload limits: ``MAX_CSV_BYTES`` (100 MB), ``MAX_CSV_ROWS`` (1,000,000) and ``MAX_CSV_LINES``
+    (physical lines, blank ones included; twice the rows plus 1,000)."""
 
-    max_bytes: int = 100 * 1024 * 1024
+    max_bytes: int = MAX_BYTES
     max_rows: int = 1_000_000
+    max_lines: int = MAX_LINES
 
     @classmethod
-    def from_env(cls) -> ImportLimits:
-        return cls(max_bytes=_env_int("MAX_CSV_BYTES", cls.max_bytes), max_rows=_env_int("MAX_CSV_ROWS", cls.max_rows))
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        return cls(max_bytes=settings.max_csv_bytes, max_rows=settings.max_csv_rows,
+                   max_lines=settings.max_csv_lines)
+
+    def reader(self, fileobj: Any) -> PhoneCsv:
+        """A ``PhoneCsv`` over ``fileobj`` within these limits."""
+        return PhoneCsv(fileobj, max_rows=self.max_rows, max_bytes=self.max_bytes, max_lines=self.max_lines)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -174,7 +180,7 @@ def import_campaign(campaign_id: str, *, settings: Settings | None = None, engin
     """The RQ job (``IMPORT_JOB``): import the campaign's uploaded CSV; returns a summary."""
     settings = settings or load_settings()
     engine = engine or _default_engine(settings)
-    limits = limits or ImportLimits.from_env()
+    limits = limits or ImportLimits.from_settings(settings)
     started = time.monotonic()
     with engine.connect() as conn:
         lock = _Lock(conn, campaign_id)
@@ -217,10 +223,10 @@ def _run(conn: Connection, settings: Settings, campaign_id: str, limits: ImportL
     try:
         # validation pass: every file-level error is found before a call is written
         with path.open("rb") as f:
-            for _ in PhoneCsv(f, max_rows=limits.max_rows):
+            for _ in limits.reader(f):
                 pass
         with path.open("rb") as f:
-            counts = _import_rows(conn, campaign, PhoneCsv(f, max_rows=limits.max_rows))
+            counts = _import_rows(conn, campaign, limits.reader(f))
     except CsvError as exc:
         return _fail(conn, campaign_id, exc.code, exc.message, exc.line)
     except _Stopped:

@@ -77,6 +77,7 @@ class Settings:
     max_audio_seconds: float
     max_csv_bytes: int
     max_csv_rows: int
+    max_csv_lines: int  # physical lines, blank ones included
     # rate limits (flask-limiter syntax)
     ratelimit_default: str
     ratelimit_create: str
@@ -159,6 +160,7 @@ def load_settings() -> Settings:
         raise ConfigError("production needs DATABASE_URL (MariaDB/MySQL) and REDIS_URL")
 
     audio_dir = Path(_env("AUDIO_DIR", str(var_dir / "audio"))).resolve()
+    max_csv_rows = _int("MAX_CSV_ROWS", 1_000_000)
     return Settings(
         env=env,
         var_dir=var_dir,
@@ -173,7 +175,8 @@ def load_settings() -> Settings:
         max_audio_bytes=_int("MAX_AUDIO_BYTES", 20 * 1024 * 1024),
         max_audio_seconds=_float("MAX_AUDIO_SECONDS", 300.0),
         max_csv_bytes=_int("MAX_CSV_BYTES", 100 * 1024 * 1024),
-        max_csv_rows=_int("MAX_CSV_ROWS", 1_000_000),
+        max_csv_rows=max_csv_rows,
+        max_csv_lines=_int("MAX_CSV_LINES", 2 * max_csv_rows + 1000),
         ratelimit_default=_env("RATELIMIT_DEFAULT", "100 per minute"),
         ratelimit_create=_env("RATELIMIT_CREATE", "10 per minute"),
         ratelimit_login=_env("RATELIMIT_LOGIN", "10 per minute"),
