@@ -3,8 +3,6 @@ cancel, the campaign's calls, a per-number report and the rejected rows as CSV."
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +26,7 @@ from core import campaigns as lifecycle
 from core.db import utcnow
 from core.models import Call, Campaign, CampaignRejectedRow
 from core.phone import InvalidPhoneNumber, normalize_pk
+from core.spreadsheet import csv_chunks
 from core.states import CallStatus, CampaignStatus
 from core.window import Window
 
@@ -296,24 +295,9 @@ def campaign_calls(args: dict[str, Any], campaign_id: str) -> dict[str, Any]:
 
 
 def _csv_response(rows: Iterator[list[Any]], filename: str) -> Response:
-    def generate() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        for row in rows:
-            writer.writerow(row)
-            if buf.tell() > 64 * 1024:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
-
-    return Response(stream_with_context(generate()), mimetype="text/csv",
+    """A streamed CSV download; every cell is quoted and made safe for spreadsheets."""
+    return Response(stream_with_context(csv_chunks(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def spreadsheet_safe(value: str) -> str:
-    """Customer text in a CSV must not run as a spreadsheet formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _iso(value: datetime | None) -> str:
@@ -361,7 +345,7 @@ def rejected(campaign_id: str) -> Response:
                 .where(CampaignRejectedRow.campaign_id == campaign.id).order_by(CampaignRejectedRow.line_no)
                 .execution_options(yield_per=2000)
             )
-            yield from ([line, spreadsheet_safe(value), reason] for line, value, reason in result)
+            yield from ([line, value, reason] for line, value, reason in result)
 
     return _csv_response(rows(), f"campaign-{campaign.id}-rejected.csv")
 
