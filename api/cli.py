@@ -17,6 +17,7 @@ from billing.rating import money_str
 from core.accounts import AccountError, create_account
 from core.db import utcnow
 from core.models import Account, ApiKey, User
+from core.names import name_problem
 from core.settings import ROOT
 from core.states import LedgerKind
 
@@ -214,6 +215,10 @@ def register_cli(app: Flask) -> None:
         """Create an API key for an account (printed once)."""
         from api.resources.api_keys import create_key
 
+        problem = name_problem(name)
+        if problem is not None or len(name) > 100:
+            _fail(f"the key name {problem or 'must be at most 100 characters'}", "VALIDATION_ERROR")
+            return
         svc = _services(app)
         with svc.sessions() as session:
             _get_or_fail(session, Account, account_id, "account")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from billing import ledger
 from core.credentials import generate_api_key, hash_password
 from core.models import Account, ApiKey, User
+from core.names import name_problem
 from core.settings import Settings
 
 
@@ -39,6 +40,9 @@ def create_account(
     max_concurrent_calls: int | None = None,
 ) -> CreatedAccount:
     """An account, its owner user and a first API key; the opening balance is a TOPUP. Commits."""
+    problem = name_problem(name)
+    if problem is not None or len(name) > 200:
+        raise AccountError(f"the account name {problem or 'must be at most 200 characters'}")
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError(f"not an email address: {email!r}")

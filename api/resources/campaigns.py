@@ -17,8 +17,9 @@ from api.context import db, services
 from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
-from api.resources.audio import own_ready_audio, upload_filename
-from api.schemas import CallSchema, EnumValue, MoneyField
+from api.resources.audio import own_ready_audio
+from api.schemas import CallSchema, DisplayName, EnumValue, MoneyField
+from api.uploads import display_filename
 from billing.rating import money_str
 from campaigns.csv_reader import CsvError, sniff
 from campaigns.importer import enqueue_import, upload_path
@@ -38,7 +39,7 @@ HHMM = ma.validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a t
 
 
 class NewCampaignForm(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    name = DisplayName(required=True, max_length=200)
     audio_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
     max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
     concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
@@ -152,7 +153,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     except ValueError as exc:
         raise validation_error("window_end", str(exc)) from None
     upload = files["csv_file"]
-    filename = upload_filename(upload.filename, "csv_file") or "upload.csv"
+    filename = display_filename(upload, "csv_file", "upload.csv")
     head = upload.stream.read(SNIFF_BYTES)
     try:
         sniff(head)
