@@ -1,12 +1,34 @@
-"""What the upload endpoints (campaigns, do-not-call lists) share: the file's display name."""
+"""What the CSV upload endpoints (campaigns, do-not-call lists) share.
+
+An upload buys work on the worker (parsing up to ``MAX_CSV_BYTES``), so besides the per-key
+creation limit (``RATELIMIT_CREATE``) an account may have at most ``MAX_PENDING_IMPORTS`` imports
+queued or running at once: campaigns still IMPORTING plus do-not-call imports QUEUED or RUNNING.
+``pending_imports_guard`` answers 429 ``TOO_MANY_IMPORTS`` before the request body is read.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from api.auth import current
+from api.context import db, services
 from api.errors import ApiError
 from api.resources.audio import upload_filename
+from campaigns.csv_reader import SNIFF_BYTES, CsvError, sniff
+from core.models import Campaign, DncImport
 from core.names import name_problem
+from core.states import CampaignStatus, ImportStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COPY_CHUNK = 1024 * 1024
+RETRY_AFTER_SECONDS = 30
 
 
 def display_filename(upload: Any, field: str, default: str) -> str:
@@ -19,3 +41,75 @@ def display_filename(upload: Any, field: str, default: str) -> str:
         message = f"The file name {problem}."
         raise ApiError(422, "INVALID_FILENAME", message, {field: [message]})
     return name
+
+
+def checked_head(upload: Any, field: str) -> bytes:
+    """The first ``SNIFF_BYTES`` of the upload, which must look like a phone list (``sniff``):
+    422 with the reader's code (EMPTY_FILE, BINARY_FILE, INVALID_ENCODING, NO_PHONE_COLUMN ...)."""
+    head: bytes = upload.stream.read(SNIFF_BYTES)
+    try:
+        sniff(head)
+    except CsvError as exc:
+        raise ApiError(422, exc.code, exc.message, {field: [exc.message]}) from None
+    return head
+
+
+def save_upload(session: Session, head: bytes, upload: Any, path: Path, limit: int, field: str) -> int:
+    """Store the rest of the upload after ``head`` at ``path``; above ``limit`` bytes roll the
+    session back and answer 413 ``CSV_TOO_LARGE``. Returns the size."""
+    size = store_upload(head, upload.stream, path, limit)
+    if size > limit:
+        session.rollback()
+        raise ApiError(413, "CSV_TOO_LARGE", f"The CSV file is larger than {limit} bytes.",
+                       {field: [f"max {limit} bytes"]})
+    return size
+
+
+def store_upload(head: bytes, stream: BinaryIO, path: Path, limit: int) -> int:
+    """Copy the upload to ``path`` (atomically, through ``.part``), stopping as soon as it passes
+    ``limit`` bytes; then nothing is left on disk. Returns the size seen (``> limit``: too large)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    size = len(head)
+    with open(tmp, "wb") as out:
+        out.write(head)
+        while size <= limit:
+            chunk = stream.read(COPY_CHUNK)
+            if not chunk:
+                break
+            out.write(chunk)
+            size += len(chunk)
+    if size > limit:
+        tmp.unlink(missing_ok=True)
+        return size
+    tmp.replace(path)
+    return size
+
+
+def pending_imports(account_id: str) -> int:
+    """The account's imports waiting for or on the worker."""
+    session = db()
+    campaigns = session.scalar(sa.select(sa.func.count()).select_from(Campaign).where(
+        Campaign.account_id == account_id, Campaign.status == CampaignStatus.IMPORTING)) or 0
+    lists = session.scalar(sa.select(sa.func.count()).select_from(DncImport).where(
+        DncImport.account_id == account_id, DncImport.status.in_([ImportStatus.QUEUED, ImportStatus.RUNNING]))) or 0
+    session.commit()
+    return int(campaigns) + int(lists)
+
+
+def pending_imports_guard(view: F) -> F:
+    """429 ``TOO_MANY_IMPORTS`` when the account already has ``MAX_PENDING_IMPORTS`` imports queued
+    or running. Put it above ``blp.arguments``: the refusal comes before the upload is parsed."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        limit = services().settings.max_pending_imports
+        pending = pending_imports(current().account_id)
+        if pending >= limit:
+            raise ApiError(429, "TOO_MANY_IMPORTS",
+                           f"{pending} imports of this account are queued or running (at most {limit}). "
+                           "Retry when one has finished.", {"pending_imports": pending, "limit": limit},
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]

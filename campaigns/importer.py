@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,12 +114,13 @@ def import_stall_seconds() -> int:
 
 def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *, limit: int = 100) -> list[str]:
     """Enqueue again the import of every campaign IMPORTING for more than ``stall_seconds`` whose job
-    neither waits on the queue nor runs (its worker was killed, or Redis lost the job).
+    neither waits on the queue nor runs (its worker was killed, or Redis lost the job); do-not-call
+    list imports queued or running as long are recovered the same way (``dnc_importer``).
 
     "Runs" is the import's named lock on MariaDB (held by a live connection only, so a killed worker
     holds none); on SQLite it is RQ's job status. A spare enqueue is harmless: the job takes the lock
     and starts from a clean slate, or skips a campaign that has left IMPORTING. Returns the ids."""
-    from rq.job import JobStatus
+    from campaigns.dnc_importer import recover_stalled_dnc_imports
 
     cutoff = utcnow() - timedelta(seconds=stall_seconds)
     stalled = list(conn.scalars(
@@ -127,31 +128,42 @@ def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *,
         .where(_campaigns.c.status == CampaignStatus.IMPORTING, _campaigns.c.updated_at < cutoff)
         .order_by(_campaigns.c.updated_at).limit(limit)))
     conn.commit()
-    waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
     requeued = []
     for campaign_id in stalled:
-        job = queue.fetch_job(f"import-{campaign_id}")
-        status = job.get_status(refresh=False) if job is not None else None
-        if status in waiting:
-            continue
-        if _is_mysql(conn):
-            running = conn.scalar(sa.select(sa.func.is_used_lock(f"zc_import_{campaign_id}"))) is not None
-            conn.commit()
-        else:
-            running = status == JobStatus.STARTED
-        if running:
+        status = job_lost(conn, queue, f"import-{campaign_id}", _lock_name(campaign_id))
+        if status is None:
             continue
         enqueue_import(queue, campaign_id)
-        log.warning("campaign import stalled (status %s); enqueued again", getattr(status, "value", status),
+        log.warning("campaign import stalled (status %s); enqueued again", status,
                     extra={"event": "import_requeued", "campaign_id": campaign_id})
         requeued.append(campaign_id)
-    return requeued
+    return requeued + recover_stalled_dnc_imports(conn, queue, stall_seconds, limit=limit)
+
+
+def job_lost(conn: Connection, queue: Any, job_id: str, lock_name: str) -> str | None:
+    """The job's RQ status (a string, "missing" without a job) when it neither waits on ``queue`` nor
+    runs; None while it does. Running is ``lock_name`` held on MariaDB, RQ's STARTED elsewhere."""
+    from rq.job import JobStatus
+
+    job = queue.fetch_job(job_id)
+    status = job.get_status(refresh=False) if job is not None else None
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return None
+    if is_mysql(conn):
+        running = conn.scalar(sa.select(sa.func.is_used_lock(lock_name))) is not None
+        conn.commit()
+    else:
+        running = status == JobStatus.STARTED
+    if running:
+        return None
+    return str(getattr(status, "value", status or "missing"))
 
 
 _engines: dict[str, Engine] = {}
 
 
-def _default_engine(settings: Settings) -> Engine:
+def default_engine(settings: Settings) -> Engine:
+    """One engine per database URL for the jobs of this worker process."""
     engine = _engines.get(settings.database_url)
     if engine is None:
         engine = _engines[settings.database_url] = make_engine(settings.database_url, pool_size=2)
@@ -179,18 +191,13 @@ def import_campaign(campaign_id: str, *, settings: Settings | None = None, engin
                     limits: ImportLimits | None = None) -> dict[str, Any]:
     """The RQ job (``IMPORT_JOB``): import the campaign's uploaded CSV; returns a summary."""
     settings = settings or load_settings()
-    engine = engine or _default_engine(settings)
+    engine = engine or default_engine(settings)
     limits = limits or ImportLimits.from_settings(settings)
     started = time.monotonic()
-    with engine.connect() as conn:
-        lock = _Lock(conn, campaign_id)
-        if not lock.acquire():
-            log.info("campaign import already running elsewhere", extra={"campaign_id": campaign_id})
-            return {"campaign_id": campaign_id, "skipped": "import already running"}
-        try:
-            result = _run(conn, settings, campaign_id, limits)
-        finally:
-            lock.release()
+    result = run_locked(engine, _lock_name(campaign_id), lambda conn: _run(conn, settings, campaign_id, limits))
+    if result is None:
+        log.info("campaign import already running elsewhere", extra={"campaign_id": campaign_id})
+        return {"campaign_id": campaign_id, "skipped": "import already running"}
     result["seconds"] = round(time.monotonic() - started, 3)
     if "skipped" not in result:
         log.info("campaign import %s: %s rows, %s accepted, %s duplicate, %s do-not-call, %s invalid in %.1fs",
@@ -286,7 +293,7 @@ def _import_rows(conn: Connection, campaign: Any, reader: PhoneCsv) -> _Counts:
         _dnc.c.account_id == campaign.account_id, _dnc.c.phone_number.in_(sa.bindparam("numbers", expanding=True)))
     conn.commit()
 
-    with _Writer(conn.engine, constants, threaded=_is_mysql(conn)) as writer:
+    with _Writer(conn.engine, constants, threaded=is_mysql(conn)) as writer:
         for batch_no, batch in enumerate(_batches(reader, BATCH_ROWS), start=1):
             rejected: list[dict[str, Any]] = []
             valid: list[tuple[int, str]] = []
@@ -324,7 +331,7 @@ def _import_rows(conn: Connection, campaign: Any, reader: PhoneCsv) -> _Counts:
     return counts
 
 
-def _is_mysql(conn: Connection) -> bool:
+def is_mysql(conn: Connection) -> bool:
     return conn.dialect.name in ("mysql", "mariadb")
 
 
@@ -403,7 +410,7 @@ class _Writer:
         assert conn is not None
         if numbers:
             self.attempted += len(numbers)
-            if _is_mysql(conn):
+            if is_mysql(conn):
                 self.inserted += self._insert_mysql(conn, numbers)
             else:
                 ids = _time_ordered_ids(len(numbers))
@@ -531,12 +538,28 @@ def _delete_chunked(conn: Connection, table: sa.Table, condition: sa.ColumnEleme
             return
 
 
-class _Lock:
-    """A MariaDB named lock per campaign (released with the connection if the worker dies)."""
+def run_locked(engine: Engine, lock_name: str, run: Callable[[Connection], dict[str, Any]]) -> dict[str, Any] | None:
+    """``run(conn)`` under the named import lock; None when another worker holds it."""
+    with engine.connect() as conn:
+        lock = ImportLock(conn, lock_name)
+        if not lock.acquire():
+            return None
+        try:
+            return run(conn)
+        finally:
+            lock.release()
 
-    def __init__(self, conn: Connection, campaign_id: str) -> None:
+
+def _lock_name(campaign_id: str) -> str:
+    return f"zc_import_{campaign_id}"
+
+
+class ImportLock:
+    """A MariaDB named lock per import (released with the connection if the worker dies)."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
-        self._name = f"zc_import_{campaign_id}"
+        self._name = name
         self._held = False
         self._enabled = conn.dialect.name in ("mysql", "mariadb")
 

@@ -111,6 +111,7 @@ class Settings:
     ready_check_timeout: float = 2.0  # seconds per readiness check
     metrics_token: str = ""  # bearer token for /metrics; empty: open (bind it locally)
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
+    max_pending_imports: int = 3  # an account's CSV imports (campaigns and DNC lists) queued or running
 
     @property
     def is_production(self) -> bool:
@@ -204,4 +205,5 @@ def load_settings() -> Settings:
         ready_check_timeout=_float("READY_CHECK_TIMEOUT", 2.0),
         metrics_token=metrics_token,
         cors_origins=tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()),
+        max_pending_imports=_int("MAX_PENDING_IMPORTS", 3),
     )

@@ -54,3 +54,12 @@ class LedgerKind(str, Enum):
 class AudioStatus(str, Enum):
     READY = "READY"
     DELETED = "DELETED"
+
+
+class ImportStatus(str, Enum):
+    """A do-not-call list upload imported by the worker: QUEUED -> RUNNING -> COMPLETED | FAILED."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"

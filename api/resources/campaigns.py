@@ -19,9 +19,8 @@ from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
 from api.schemas import CallSchema, DisplayName, EnumValue, MoneyField
-from api.uploads import display_filename
+from api.uploads import checked_head, display_filename, pending_imports_guard, save_upload
 from billing.rating import money_str
-from campaigns.csv_reader import CsvError, sniff
 from campaigns.importer import enqueue_import, upload_path
 from core import campaigns as lifecycle
 from core.db import utcnow
@@ -33,7 +32,6 @@ from core.window import Window
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")
 
-SNIFF_BYTES = 64 * 1024
 DIGITS = ma.validate.Regexp(r"^\+?[0-9]{3,15}$", error="must be 3 to 15 digits")
 HHMM = ma.validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="must be a time of day as HH:MM")
 
@@ -141,6 +139,7 @@ def own_campaign(campaign_id: str) -> Campaign:
 @blp.route("", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
+@pending_imports_guard
 @blp.arguments(NewCampaignForm, location="form")
 @blp.arguments(CsvUpload, location="files")
 @blp.response(201, CampaignDetailSchema)
@@ -154,11 +153,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         raise validation_error("window_end", str(exc)) from None
     upload = files["csv_file"]
     filename = display_filename(upload, "csv_file", "upload.csv")
-    head = upload.stream.read(SNIFF_BYTES)
-    try:
-        sniff(head)
-    except CsvError as exc:
-        raise ApiError(422, exc.code, exc.message, {"csv_file": [exc.message]}) from None
+    head = checked_head(upload, "csv_file")
     now = utcnow()
     start_at = form.get("start_at")
     campaign = Campaign(
@@ -173,15 +168,8 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     session = db()
     session.add(campaign)
     session.flush()
-    path = upload_path(settings, campaign.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = _store_upload(head, upload.stream, path, settings.max_csv_bytes)
-    if size > settings.max_csv_bytes:
-        session.rollback()
-        path.unlink(missing_ok=True)
-        raise ApiError(413, "CSV_TOO_LARGE", f"The CSV file is larger than {settings.max_csv_bytes} bytes.",
-                       {"csv_file": [f"max {settings.max_csv_bytes} bytes"]})
-    campaign.csv_bytes = size
+    campaign.csv_bytes = save_upload(session, head, upload, upload_path(settings, campaign.id),
+                                     settings.max_csv_bytes, "csv_file")
     session.commit()
     try:
         enqueue_import(services().work_queue, campaign.id)
@@ -189,25 +177,6 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         mark_failed(campaign, "the import queue is unavailable; create the campaign again")
         raise ApiError(503, "SERVICE_UNAVAILABLE", "The import queue is unavailable. Try again shortly.") from None
     return campaign
-
-
-def _store_upload(head: bytes, stream: Any, path: Any, limit: int) -> int:
-    """Copy the upload to disk (atomically), stopping as soon as it passes ``limit``."""
-    tmp = path.with_suffix(".part")
-    size = len(head)
-    with open(tmp, "wb") as out:
-        out.write(head)
-        while size <= limit:
-            chunk = stream.read(1024 * 1024)
-            if not chunk:
-                break
-            out.write(chunk)
-            size += len(chunk)
-    if size > limit:
-        tmp.unlink(missing_ok=True)
-        return size
-    tmp.replace(path)
-    return size
 
 
 def mark_failed(campaign: Campaign, reason: str) -> None:
