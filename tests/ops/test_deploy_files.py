@@ -18,7 +18,7 @@ import pytest
 import yaml
 from honcho.environ import parse_procfile
 
-from core.settings import ROOT, load_settings
+from core.settings import ROOT, load_dashboard_settings, load_settings
 from tests.ops.conftest import cli_env
 
 FS_CONF = ROOT / "fs_conf"
@@ -264,6 +264,22 @@ def test_env_example_is_refused_until_filled_in(monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     with pytest.raises(Exception, match="placeholder"):
         load_settings()
+    with pytest.raises(Exception, match="DASHBOARD_PASSWORD still holds the placeholder"):
+        load_dashboard_settings()
+
+
+def test_no_secret_on_a_command_line(compose):
+    """``ps`` shows every process's arguments: secrets come from the environment or a file."""
+    commands = [" ".join(_argv(compose["services"][name]["command"])) for name in APP_SERVICES]
+    for procfile in ("Procfile", "Procfile.dev", "Procfile.local"):
+        commands += [command for name, command in parse_procfile((ROOT / procfile).read_text()).processes.items()
+                     if name != "simulator"]  # the development simulator's fixed test password
+    assert commands
+    for command in commands:
+        assert "password" not in command.lower(), command
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY", "METRICS_TOKEN", "FS_PASSWORD", "DASHBOARD"):
+            assert name not in command, command
+    assert _argv(compose["services"]["dashboard"]["command"]) == ["python", "-m", "dashboard"]
 
 
 def _argv(command) -> list[str]:
@@ -307,12 +323,6 @@ def check_command(argv: list[str], wsgi_probe: dict) -> None:
         assert argv[1] in rq_main.commands
         options = {o for p in rq_main.commands[argv[1]].params for o in p.opts}
         assert {a for a in argv[2:] if a.startswith("--")} <= options
-    elif program == "rq-dashboard":
-        from rq_dashboard.cli import run
-
-        options = {o for p in run.params for o in p.opts}
-        assert {a for a in argv[1:] if a.startswith("--")} <= options
-        assert "--username" in argv and "--password" in argv  # behind authentication
     else:
         pytest.fail(f"unexpected program {program}")
 
