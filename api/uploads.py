@@ -1,24 +1,35 @@
 """What the CSV upload endpoints (campaigns, do-not-call lists) share.
 
-An upload buys work on the worker (parsing up to ``MAX_CSV_BYTES``), so besides the per-key
-creation limit (``RATELIMIT_CREATE``) an account may have at most ``MAX_PENDING_IMPORTS`` imports
-queued or running at once: campaigns still IMPORTING plus do-not-call imports QUEUED or RUNNING.
-``pending_imports_guard`` answers 429 ``TOO_MANY_IMPORTS`` before the request body is read.
+An upload buys work: the web reads up to ``MAX_CSV_BYTES`` and the worker parses it. Besides the
+per-key creation limit (``RATELIMIT_CREATE``), which an account could multiply by making keys,
+``upload_guard`` holds two limits per account, both checked before the request body is read:
+
+* ``RATELIMIT_UPLOAD`` (10 per minute): uploads of the account, whatever key sends them
+  (429 ``RATE_LIMITED``);
+* ``MAX_PENDING_IMPORTS`` (3): imports queued or running, campaigns still IMPORTING plus
+  do-not-call imports QUEUED or RUNNING (429 ``TOO_MANY_IMPORTS``).
+
+A refused upload's body is then never read (``api.request_body``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import sqlalchemy as sa
+from flask import current_app
+from limits import parse
 from sqlalchemy.orm import Session
 
 from api.auth import current
 from api.context import db, services
 from api.errors import ApiError
+from api.limits import current_limiter
 from api.resources.audio import upload_filename
 from campaigns.csv_reader import SNIFF_BYTES, CsvError, sniff
 from core.models import Campaign, DncImport
@@ -26,6 +37,7 @@ from core.names import name_problem
 from core.states import CampaignStatus, ImportStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("zenscall.uploads")
 
 COPY_CHUNK = 1024 * 1024
 RETRY_AFTER_SECONDS = 30
@@ -79,6 +91,7 @@ def store_upload(head: bytes, stream: BinaryIO, path: Path, limit: int) -> int:
                 break
             out.write(chunk)
             size += len(chunk)
+            time.sleep(0)  # under gevent: let the worker's other requests run between chunks
     if size > limit:
         tmp.unlink(missing_ok=True)
         return size
@@ -97,19 +110,43 @@ def pending_imports(account_id: str) -> int:
     return int(campaigns) + int(lists)
 
 
-def pending_imports_guard(view: F) -> F:
-    """429 ``TOO_MANY_IMPORTS`` when the account already has ``MAX_PENDING_IMPORTS`` imports queued
-    or running. Put it above ``blp.arguments``: the refusal comes before the upload is parsed."""
+def _account_upload_limit(account_id: str) -> None:
+    """429 ``RATE_LIMITED`` past ``RATELIMIT_UPLOAD`` uploads of the account (moving window, in
+    the rate limiter's storage). A storage error lets the upload through: the per-key limit (with
+    its in-memory fallback) and the pending-imports cap still hold."""
+    limiter = current_limiter()
+    if not limiter.enabled:
+        return
+    item = parse(services().settings.ratelimit_upload)
+    identity = (current_app.config.get("RATELIMIT_KEY_PREFIX", ""), f"account:{account_id}", "upload")
+    try:
+        allowed = limiter.limiter.hit(item, *identity)
+        reset, _ = limiter.limiter.get_window_stats(item, *identity) if not allowed else (0.0, 0)
+    except Exception:  # noqa: BLE001 - storage unreachable
+        log.warning("upload limit not checked: rate-limit storage unreachable", exc_info=True)
+        return
+    if not allowed:
+        retry = max(1, int(reset - time.time()) + 1)
+        raise ApiError(429, "RATE_LIMITED", f"Rate limit exceeded ({item}) for CSV uploads of this account. "
+                       "Retry after the time in Retry-After.", {"limit": str(item)},
+                       headers={"Retry-After": str(retry)})
+
+
+def upload_guard(view: F) -> F:
+    """The account's upload limits (``RATELIMIT_UPLOAD``, ``MAX_PENDING_IMPORTS``): 429 before the
+    body is read. Put it above ``blp.arguments``, which parses the upload."""
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        account_id = current().account_id
         limit = services().settings.max_pending_imports
-        pending = pending_imports(current().account_id)
+        pending = pending_imports(account_id)
         if pending >= limit:
             raise ApiError(429, "TOO_MANY_IMPORTS",
                            f"{pending} imports of this account are queued or running (at most {limit}). "
                            "Retry when one has finished.", {"pending_imports": pending, "limit": limit},
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        _account_upload_limit(account_id)
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]

@@ -136,6 +136,7 @@ class Settings:
     ratelimit_default: str
     ratelimit_create: str
     ratelimit_login: str
+    ratelimit_upload: str  # per account, CSV uploads (campaigns and do-not-call lists) together
     ratelimit_enabled: bool
     # money defaults for new accounts
     default_rate_per_minute: Decimal
@@ -238,6 +239,7 @@ def load_settings() -> Settings:
         ratelimit_default=_env("RATELIMIT_DEFAULT", "100 per minute"),
         ratelimit_create=_env("RATELIMIT_CREATE", "10 per minute"),
         ratelimit_login=_env("RATELIMIT_LOGIN", "10 per minute"),
+        ratelimit_upload=_env("RATELIMIT_UPLOAD", "10 per minute"),
         ratelimit_enabled=_env("RATELIMIT_ENABLED", "true").lower() not in ("0", "false", "no"),
         default_rate_per_minute=Decimal(_env("DEFAULT_RATE_PER_MINUTE", "2.50")),
         default_pulse_seconds=_int("DEFAULT_PULSE_SECONDS", 30),

@@ -19,7 +19,7 @@ from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
 from api.schemas import CallSchema, DisplayName, EnumValue, MoneyField
-from api.uploads import checked_head, display_filename, pending_imports_guard, save_upload
+from api.uploads import checked_head, display_filename, save_upload, upload_guard
 from billing.rating import money_str
 from campaigns.importer import enqueue_import, upload_path
 from core import campaigns as lifecycle
@@ -139,7 +139,7 @@ def own_campaign(campaign_id: str) -> Campaign:
 @blp.route("", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
-@pending_imports_guard
+@upload_guard
 @blp.arguments(NewCampaignForm, location="form")
 @blp.arguments(CsvUpload, location="files")
 @blp.response(201, CampaignDetailSchema)

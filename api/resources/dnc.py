@@ -17,7 +17,7 @@ from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import EnumValue
-from api.uploads import checked_head, display_filename, pending_imports_guard, save_upload
+from api.uploads import checked_head, display_filename, save_upload, upload_guard
 from campaigns.dnc_importer import dnc_upload_path, enqueue_dnc_import, insert_dnc_numbers
 from core.db import utcnow
 from core.models import DncImport, DncNumber
@@ -146,7 +146,7 @@ def remove(phone_number: str) -> None:
 @blp.route("/bulk", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
-@pending_imports_guard
+@upload_guard
 @blp.arguments(BulkUpload, location="files")
 @blp.response(202, DncImportSchema, description="Accepted: the worker imports the file; follow `Location`")
 def bulk(files: dict[str, Any]) -> Any:

@@ -282,6 +282,13 @@ def test_no_secret_on_a_command_line(compose):
     assert _argv(compose["services"]["dashboard"]["command"]) == ["python", "-m", "dashboard"]
 
 
+def test_imports_run_below_the_api_in_cpu_priority(compose):
+    """The RQ worker parses CSV uploads of up to MAX_CSV_BYTES: the API and the dialer come first."""
+    worker = parse_procfile((ROOT / "Procfile").read_text()).processes["worker"].split()
+    assert worker[:3] == ["nice", "-n", "10"] and worker[3:5] == ["rq", "worker"]
+    assert _argv(compose["services"]["worker"]["command"])[:5] == ["nice", "-n", "10", "rq", "worker"]
+
+
 def _argv(command) -> list[str]:
     return command if isinstance(command, list) else command.split()
 
@@ -305,6 +312,9 @@ def wsgi_probe(settings):
 
 def check_command(argv: list[str], wsgi_probe: dict) -> None:
     """The program exists and what it is asked to run exists in the code."""
+    if argv[:2] == ["nice", "-n"]:  # background work at a lower CPU priority
+        assert shutil.which("nice") and int(argv[2]) > 0, argv
+        argv = argv[3:]
     program = argv[0]
     assert shutil.which(program, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"), program
     if program == "gunicorn":
