@@ -20,7 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict core/call_states.py core/campaign_states.py core/redis_keys.py core/sqlbatch.py dialer/events.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py
+	$(VENV)/bin/mypy --strict core/call_states.py core/campaign_states.py core/redis_keys.py core/sqlbatch.py dialer/events.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py core/spreadsheet.py core/names.py
 
 check: lint test
 

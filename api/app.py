@@ -18,6 +18,7 @@ from api import errors
 from api.context import Services, close_db
 from api.limits import bind_route_limits, exempt_endpoints, init_limits, rate_limited_response
 from api.metrics import init_metrics
+from api.request_body import RequestBodyGuard
 from api.schemas import ErrorSchema
 from api.security import init_security
 from core import redis_conn
@@ -121,4 +122,5 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from api.cli import register_cli
 
     register_cli(app)
+    app.wsgi_app = RequestBodyGuard(app.wsgi_app)  # type: ignore[method-assign]
     return app

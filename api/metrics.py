@@ -14,8 +14,8 @@ The state of the product is read at scrape time by ``StateCollector``:
 * node cap usage (``zc:cap:node:<node>`` leases) against the node's limit;
 * RQ queue depths (the dialer's queue and ``default``).
 
-``METRICS_TOKEN`` (when set) protects ``/metrics`` with a bearer token; otherwise it is
-open and the deployment keeps it on a local or private address.
+``METRICS_TOKEN`` protects ``/metrics`` with a bearer token (``api.operator``); production
+refuses to start without one. In development, without a token, it is open.
 
 Every request gets an id (``X-Request-ID`` when the client sent a sane one, a new one
 otherwise), echoed in the response; every JSON log line written during the request
@@ -25,7 +25,6 @@ call endpoints; one ``request`` line per request gives method, path, status and 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import re
@@ -43,6 +42,7 @@ from prometheus_client.registry import Collector
 
 from api.context import Services
 from api.errors import error_response
+from api.operator import is_operator
 from core import logs
 from core.models import Call
 from core.redis_keys import live_dialers, node_cap_usage
@@ -200,13 +200,9 @@ def _finish(response: Response) -> Response:
 
 
 def metrics_view() -> Response:
-    svc_settings = current_app.extensions["zenscall"].settings
-    token = svc_settings.metrics_token
-    if token:
-        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
-            return error_response(401, "UNAUTHORIZED", "/metrics needs the METRICS_TOKEN bearer token.",
-                                  headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if not is_operator(current_app.extensions["zenscall"].settings):
+        return error_response(401, "UNAUTHORIZED", "/metrics needs the METRICS_TOKEN bearer token.",
+                              headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     metrics: AppMetrics = current_app.extensions[EXTENSION]
     response = Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"

@@ -8,6 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from billing.rating import money_str
+from core.names import name_problem
 
 
 class MoneyField(ma.fields.Field):
@@ -15,6 +16,22 @@ class MoneyField(ma.fields.Field):
 
     def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else money_str(value)
+
+
+class DisplayName(ma.fields.String):
+    """A name people read (audio, campaign, API key): 1 to ``max_length`` characters, visible text
+    only. Control, format, surrogate and line/paragraph separator characters answer 422
+    ``VALIDATION_ERROR`` (the rule is ``core.names``)."""
+
+    def __init__(self, *, max_length: int = 200, **kwargs: Any) -> None:
+        validators = [ma.validate.Length(min=1, max=max_length), _visible_text, *kwargs.pop("validate", [])]
+        super().__init__(validate=validators, **kwargs)
+
+
+def _visible_text(value: str) -> None:
+    problem = name_problem(value)
+    if problem is not None:
+        raise ma.ValidationError(f"The name {problem}.")
 
 
 class EnumValue(ma.fields.Field):

@@ -135,17 +135,22 @@ def start_gunicorn(env: dict[str, str], port: int, workers: int, log_path: Path)
          "bench.api_wsgi:app"],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    return wait_ready(proc, port, log_path, 60)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """``proc`` once ``/api/v1/ready`` on ``port`` answers 200; RuntimeError if it exits or times out."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {log_path}")
+            raise RuntimeError(f"the server exited ({proc.returncode}); see {log_path}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/ready", timeout=2) as resp:
                 if resp.status == 200:
                     return proc
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.3)
-    raise RuntimeError(f"gunicorn did not become ready; see {log_path}")
+    raise RuntimeError(f"the server did not become ready; see {log_path}")
 
 
 def worker_pids(master: int) -> list[int]:
@@ -263,17 +268,22 @@ def main(argv: list[str] | None = None) -> int:
         failed = [p for p in results if p.non_2xx or p.socket_errors]
         return 1 if failed else 0
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        with server.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db_name}")
-        server.dispose()
+        stop_and_drop(proc, server, db_name)
         cleanup_redis(args.redis_url, queue, api_key_prefix(locals().get("api_key")))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_and_drop(proc: subprocess.Popen[bytes] | None, server: sa.Engine, db_name: str) -> None:
+    """Stop the server's process group, then drop the run's database."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    with server.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {db_name}")
+    server.dispose()
 
 
 def api_key_prefix(api_key: Any) -> str:

@@ -15,6 +15,11 @@ reader is forgiving about shape and strict about bytes:
 ``sniff`` looks at the first bytes only, so the API can refuse a hopeless upload at once;
 ``PhoneCsv`` streams ``(line_no, raw_value)`` pairs, where ``line_no`` is the physical line the row
 starts on (what the customer sees in a text editor).
+
+Work is bounded before any parsing: ``PhoneCsv`` stops at ``max_bytes`` bytes read (FILE_TOO_LARGE)
+and at ``max_lines`` physical lines (TOO_MANY_LINES). Blank lines count: rows with nothing in them
+are skipped before ``max_rows`` counts, so without the line bound a file of newlines would be read
+to its end however long it is.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 __all__ = [
+    "MAX_BYTES",
+    "MAX_LINES",
     "MAX_LINE_CHARS",
     "SNIFF_BYTES",
     "CsvError",
@@ -40,6 +47,8 @@ __all__ = [
 SNIFF_BYTES: Final = 64 * 1024  # what sniff() needs to decide; the API reads this much synchronously
 MAX_LINE_CHARS: Final = 64 * 1024  # a physical line longer than this is not a phone list
 MAX_ROW_LINES: Final = 100  # a row over more lines than this has an unclosed quote
+MAX_BYTES: Final = 100 * 1024 * 1024  # default bound on the bytes read (MAX_CSV_BYTES)
+MAX_LINES: Final = 2_001_000  # default bound on physical lines, blank ones included (MAX_CSV_LINES)
 SAMPLE_ROWS: Final = 200  # rows of the head used to sniff the delimiter and the phone column
 _BINARY_RATIO: Final = 0.10  # share of control / undecodable characters that makes a file "binary"
 
@@ -50,6 +59,8 @@ INVALID_ENCODING: Final = "INVALID_ENCODING"
 NO_PHONE_COLUMN: Final = "NO_PHONE_COLUMN"
 AMBIGUOUS_PHONE_COLUMN: Final = "AMBIGUOUS_PHONE_COLUMN"
 TOO_MANY_ROWS: Final = "TOO_MANY_ROWS"
+TOO_MANY_LINES: Final = "TOO_MANY_LINES"
+FILE_TOO_LARGE: Final = "FILE_TOO_LARGE"
 ROW_TOO_LONG: Final = "ROW_TOO_LONG"
 MALFORMED_CSV: Final = "MALFORMED_CSV"
 
@@ -166,18 +177,24 @@ class PhoneCsv:
 
     Memory stays constant whatever the file size: the stream is decoded in small chunks and one row
     is held at a time. Iterating raises ``CsvError`` on the first bad line (undecodable byte, NUL,
-    a line longer than ``max_line_chars``), after ``max_rows`` data rows (TOO_MANY_ROWS), and at the
-    end when there was no data row at all (EMPTY_FILE). Rows with nothing in any cell are skipped;
-    a row with other cells but an empty phone cell is yielded with ``""``.
+    a line longer than ``max_line_chars``), past ``max_bytes`` bytes (FILE_TOO_LARGE) or
+    ``max_lines`` physical lines (TOO_MANY_LINES), after ``max_rows`` data rows (TOO_MANY_ROWS), and
+    at the end when there was no data row at all (EMPTY_FILE). Rows with nothing in any cell are
+    skipped; a row with other cells but an empty phone cell is yielded with ``""``.
     """
 
     def __init__(self, fileobj: BinaryIO, *, max_rows: int | None = None,
-                 phone_column: str | int | None = None, max_line_chars: int = MAX_LINE_CHARS) -> None:
+                 phone_column: str | int | None = None, max_line_chars: int = MAX_LINE_CHARS,
+                 max_bytes: int = MAX_BYTES, max_lines: int = MAX_LINES) -> None:
         self._file = fileobj
         self._max_rows = max_rows
         self._max_line_chars = max_line_chars
+        self._max_bytes = max_bytes
+        self._max_lines = max_lines
         self._line_no = 0
-        self._head = _read_exactly(fileobj, SNIFF_BYTES)
+        self._head = _read_exactly(fileobj, min(SNIFF_BYTES, max_bytes + 1))
+        if len(self._head) > max_bytes:
+            raise CsvError(FILE_TOO_LARGE, f"the file is larger than {max_bytes} bytes")
         self.info = sniff(self._head, complete=len(self._head) < SNIFF_BYTES, phone_column=phone_column)
         self.rows_read = 0
 
@@ -216,12 +233,13 @@ class PhoneCsv:
 
     def _lines(self) -> Iterator[str]:
         """Physical lines (ending kept) of the decoded stream, each checked; counts ``_line_no``."""
-        raw = io.BufferedReader(_Prefixed(self._head, self._file), buffer_size=SNIFF_BYTES)
+        raw = io.BufferedReader(_Prefixed(self._head, self._file, self._too_large), buffer_size=SNIFF_BYTES)
         strict = not self.info.encoding.startswith("utf-8")
         text = io.TextIOWrapper(raw, encoding=self.info.encoding, newline="",
                                 errors="strict" if strict else "surrogateescape")
         readline = text.readline
         limit = self._max_line_chars
+        max_lines = self._max_lines
         undecodable = _UNDECODABLE.search
         while True:
             try:
@@ -232,6 +250,9 @@ class PhoneCsv:
             if not line:
                 return
             self._line_no += 1
+            if self._line_no > max_lines:
+                raise CsvError(TOO_MANY_LINES, f"the file has more than {max_lines} lines "
+                                               "(blank lines count)", self._line_no)
             if len(line) > limit and line[-1] not in "\r\n":
                 raise CsvError(ROW_TOO_LONG, f"a line is longer than {limit} characters", self._line_no)
             if "\x00" in line:
@@ -242,22 +263,31 @@ class PhoneCsv:
                     raise CsvError(INVALID_ENCODING, _not_utf8(bad.group()), self._line_no)
             yield line
 
+    def _too_large(self, size: int) -> None:
+        if size > self._max_bytes:
+            raise CsvError(FILE_TOO_LARGE, f"the file is larger than {self._max_bytes} bytes", self._line_no + 1)
+
 
 def read_phone_numbers(fileobj: BinaryIO, *, max_rows: int | None = None,
-                       phone_column: str | int | None = None) -> Iterator[tuple[int, str]]:
+                       phone_column: str | int | None = None, max_bytes: int = MAX_BYTES,
+                       max_lines: int = MAX_LINES) -> Iterator[tuple[int, str]]:
     """Shortcut: ``iter(PhoneCsv(fileobj, ...))``."""
-    return iter(PhoneCsv(fileobj, max_rows=max_rows, phone_column=phone_column))
+    return iter(PhoneCsv(fileobj, max_rows=max_rows, phone_column=phone_column, max_bytes=max_bytes,
+                         max_lines=max_lines))
 
 
 # -- the pieces ------------------------------------------------------------------------------
 
 
 class _Prefixed(io.RawIOBase):
-    """The bytes already read for sniffing, then the rest of the file (which need not seek)."""
+    """The bytes already read for sniffing, then the rest of the file (which need not seek);
+    ``check(total)`` sees the running byte count before the new bytes are handed on."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: BinaryIO, check: Callable[[int], None]) -> None:
         self._head = memoryview(head)
         self._rest = rest
+        self._check = check
+        self._total = len(head)
 
     def readable(self) -> bool:
         return True
@@ -269,6 +299,8 @@ class _Prefixed(io.RawIOBase):
             self._head = self._head[n:]
             return n
         data = self._rest.read(len(buffer))
+        self._total += len(data)
+        self._check(self._total)
         buffer[: len(data)] = data
         return len(data)
 

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns.csv_reader import CsvError, PhoneCsv
+from campaigns.csv_reader import FILE_TOO_LARGE, MAX_BYTES, MAX_LINES, CsvError, PhoneCsv
 from core.call_states import CallStatus
 from core.campaign_states import CampaignStatus
 from core.db import make_engine, utcnow
@@ -56,7 +56,6 @@ DELETE_CHUNK = 20000
 CANCEL_CHECK_BATCHES = 20  # look for a cancel every this many batches
 DNC_REASON = "on the do-not-call list"
 
-FILE_TOO_LARGE = "FILE_TOO_LARGE"
 UPLOAD_MISSING = "UPLOAD_MISSING"
 NO_VALID_NUMBERS = "NO_VALID_NUMBERS"
 IMPORT_CRASHED = "IMPORT_CRASHED"
@@ -69,14 +68,21 @@ _dnc = DncNumber.__table__
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Upload limits, from ``MAX_CSV_BYTES`` (default 100 MB) and ``MAX_CSV_ROWS`` (default 1,000,000)."""
+    """Upload limits: ``MAX_CSV_BYTES`` (100 MB), ``MAX_CSV_ROWS`` (1,000,000) and ``MAX_CSV_LINES``
+    (physical lines, blank ones included; twice the rows plus 1,000)."""
 
-    max_bytes: int = 100 * 1024 * 1024
+    max_bytes: int = MAX_BYTES
     max_rows: int = 1_000_000
+    max_lines: int = MAX_LINES
 
     @classmethod
-    def from_env(cls) -> ImportLimits:
-        return cls(max_bytes=_env_int("MAX_CSV_BYTES", cls.max_bytes), max_rows=_env_int("MAX_CSV_ROWS", cls.max_rows))
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        return cls(max_bytes=settings.max_csv_bytes, max_rows=settings.max_csv_rows,
+                   max_lines=settings.max_csv_lines)
+
+    def reader(self, fileobj: Any) -> PhoneCsv:
+        """A ``PhoneCsv`` over ``fileobj`` within these limits."""
+        return PhoneCsv(fileobj, max_rows=self.max_rows, max_bytes=self.max_bytes, max_lines=self.max_lines)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -103,12 +109,13 @@ def enqueue_import(queue: Any, campaign_id: str) -> Any:
 
 def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *, limit: int = 100) -> list[str]:
     """Enqueue again the import of every campaign IMPORTING for more than ``stall_seconds`` whose job
-    neither waits on the queue nor runs (its worker was killed, or Redis lost the job).
+    neither waits on the queue nor runs (its worker was killed, or Redis lost the job); do-not-call
+    list imports queued or running as long are recovered the same way (``dnc_importer``).
 
     "Runs" is the import's named lock on MariaDB (held by a live connection only, so a killed worker
     holds none); on SQLite it is RQ's job status. A spare enqueue is harmless: the job takes the lock
     and starts from a clean slate, or skips a campaign that has left IMPORTING. Returns the ids."""
-    from rq.job import JobStatus
+    from campaigns.dnc_importer import recover_stalled_dnc_imports
 
     cutoff = utcnow() - timedelta(seconds=stall_seconds)
     stalled = list(conn.scalars(
@@ -116,25 +123,35 @@ def recover_stalled_imports(conn: Connection, queue: Any, stall_seconds: int, *,
         .where(_campaigns.c.status == CampaignStatus.IMPORTING, _campaigns.c.updated_at < cutoff)
         .order_by(_campaigns.c.updated_at).limit(limit)))
     conn.commit()
-    waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
     requeued = []
     for campaign_id in stalled:
-        job = queue.fetch_job(f"import-{campaign_id}")
-        status = job.get_status(refresh=False) if job is not None else None
-        if status in waiting:
-            continue
-        if _is_mysql(conn):
-            running = conn.scalar(sa.select(sa.func.is_used_lock(f"zc_import_{campaign_id}"))) is not None
-            conn.commit()
-        else:
-            running = status == JobStatus.STARTED
-        if running:
+        status = job_lost(conn, queue, f"import-{campaign_id}", _lock_name(campaign_id))
+        if status is None:
             continue
         enqueue_import(queue, campaign_id)
-        log.warning("campaign import stalled (status %s); enqueued again", getattr(status, "value", status),
+        log.warning("campaign import stalled (status %s); enqueued again", status,
                     extra={"event": "import_requeued", "campaign_id": campaign_id})
         requeued.append(campaign_id)
-    return requeued
+    return requeued + recover_stalled_dnc_imports(conn, queue, stall_seconds, limit=limit)
+
+
+def job_lost(conn: Connection, queue: Any, job_id: str, lock_name: str) -> str | None:
+    """The job's RQ status (a string, "missing" without a job) when it neither waits on ``queue`` nor
+    runs; None while it does. Running is ``lock_name`` held on MariaDB, RQ's STARTED elsewhere."""
+    from rq.job import JobStatus
+
+    job = queue.fetch_job(job_id)
+    status = job.get_status(refresh=False) if job is not None else None
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return None
+    if is_mysql(conn):
+        running = conn.scalar(sa.select(sa.func.is_used_lock(lock_name))) is not None
+        conn.commit()
+    else:
+        running = status == JobStatus.STARTED
+    if running:
+        return None
+    return str(getattr(status, "value", status or "missing"))
 
 
 _engines: dict[str, Engine] = {}
@@ -170,17 +187,12 @@ def import_campaign(campaign_id: str, *, settings: Settings | None = None, engin
     """The RQ job (``IMPORT_JOB``): import the campaign's uploaded CSV; returns a summary."""
     settings = settings or load_settings()
     engine = engine or engine_for(settings)
-    limits = limits or ImportLimits.from_env()
+    limits = limits or ImportLimits.from_settings(settings)
     started = time.monotonic()
-    with engine.connect() as conn:
-        lock = _Lock(conn, campaign_id)
-        if not lock.acquire():
-            log.info("campaign import already running elsewhere", extra={"campaign_id": campaign_id})
-            return {"campaign_id": campaign_id, "skipped": "import already running"}
-        try:
-            result = _run(conn, settings, campaign_id, limits)
-        finally:
-            lock.release()
+    result = run_locked(engine, _lock_name(campaign_id), lambda conn: _run(conn, settings, campaign_id, limits))
+    if result is None:
+        log.info("campaign import already running elsewhere", extra={"campaign_id": campaign_id})
+        return {"campaign_id": campaign_id, "skipped": "import already running"}
     result["seconds"] = round(time.monotonic() - started, 3)
     if "skipped" not in result:
         log.info("campaign import %s: %s rows, %s accepted, %s duplicate, %s do-not-call, %s invalid in %.1fs",
@@ -213,10 +225,10 @@ def _run(conn: Connection, settings: Settings, campaign_id: str, limits: ImportL
     try:
         # validation pass: every file-level error is found before a call is written
         with path.open("rb") as f:
-            for _ in PhoneCsv(f, max_rows=limits.max_rows):
+            for _ in limits.reader(f):
                 pass
         with path.open("rb") as f:
-            counts = _import_rows(conn, campaign, PhoneCsv(f, max_rows=limits.max_rows))
+            counts = _import_rows(conn, campaign, limits.reader(f))
     except CsvError as exc:
         return _fail(conn, campaign_id, exc.code, exc.message, exc.line)
     except _Stopped:
@@ -276,7 +288,7 @@ def _import_rows(conn: Connection, campaign: Any, reader: PhoneCsv) -> _Counts:
         _dnc.c.account_id == campaign.account_id, _dnc.c.phone_number.in_(sa.bindparam("numbers", expanding=True)))
     conn.commit()
 
-    with _Writer(conn.engine, constants, threaded=_is_mysql(conn)) as writer:
+    with _Writer(conn.engine, constants, threaded=is_mysql(conn)) as writer:
         for batch_no, batch in enumerate(_batches(reader, BATCH_ROWS), start=1):
             rejected: list[dict[str, Any]] = []
             valid: list[tuple[int, str]] = []
@@ -314,7 +326,7 @@ def _import_rows(conn: Connection, campaign: Any, reader: PhoneCsv) -> _Counts:
     return counts
 
 
-def _is_mysql(conn: Connection) -> bool:
+def is_mysql(conn: Connection) -> bool:
     return conn.dialect.name in ("mysql", "mariadb")
 
 
@@ -393,7 +405,7 @@ class _Writer:
         assert conn is not None
         if numbers:
             self.attempted += len(numbers)
-            if _is_mysql(conn):
+            if is_mysql(conn):
                 self.inserted += self._insert_mysql(conn, numbers)
             else:
                 ids = _time_ordered_ids(len(numbers))
@@ -521,12 +533,28 @@ def _delete_chunked(conn: Connection, table: sa.Table, condition: sa.ColumnEleme
             return
 
 
-class _Lock:
-    """A MariaDB named lock per campaign (released with the connection if the worker dies)."""
+def run_locked(engine: Engine, lock_name: str, run: Callable[[Connection], dict[str, Any]]) -> dict[str, Any] | None:
+    """``run(conn)`` under the named import lock; None when another worker holds it."""
+    with engine.connect() as conn:
+        lock = ImportLock(conn, lock_name)
+        if not lock.acquire():
+            return None
+        try:
+            return run(conn)
+        finally:
+            lock.release()
 
-    def __init__(self, conn: Connection, campaign_id: str) -> None:
+
+def _lock_name(campaign_id: str) -> str:
+    return f"zc_import_{campaign_id}"
+
+
+class ImportLock:
+    """A MariaDB named lock per import (released with the connection if the worker dies)."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
-        self._name = f"zc_import_{campaign_id}"
+        self._name = name
         self._held = False
         self._enabled = conn.dialect.name in ("mysql", "mariadb")
 

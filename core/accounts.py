@@ -13,6 +13,7 @@ from billing import ledger
 from core import refresh_tokens
 from core.credentials import generate_api_key, hash_password, password_problem
 from core.models import Account, ApiKey, User
+from core.names import name_problem
 from core.settings import Settings
 
 
@@ -41,6 +42,9 @@ def create_account(
     max_concurrent_calls: int | None = None,
 ) -> CreatedAccount:
     """An account, its owner user and a first API key; the opening balance is a TOPUP. Commits."""
+    problem = name_problem(name)
+    if problem is not None or len(name) > 200:
+        raise AccountError(f"the account name {problem or 'must be at most 200 characters'}")
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError(f"not an email address: {email!r}")
@@ -71,7 +75,11 @@ def create_account(
 
 
 def create_api_key(session: Session, account_id: str, name: str) -> tuple[ApiKey, str]:
-    """A new key row (flushed, not committed); returns it with the full key, which is never stored."""
+    """A new key row (flushed, not committed); returns it with the full key, which is never stored.
+    Raises AccountError for a name people could not read (``core.names``) or over 100 characters."""
+    problem = name_problem(name)
+    if problem is not None or len(name) > 100:
+        raise AccountError(f"the key name {problem or 'must be at most 100 characters'}")
     key, prefix, key_hash = generate_api_key()
     row = ApiKey(account_id=account_id, name=name, prefix=prefix, key_hash=key_hash)
     session.add(row)

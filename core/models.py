@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.call_states import CallStatus
 from core.campaign_states import CampaignStatus
 from core.db import Base, Money, UTCDateTime, utcnow
-from core.states import AudioStatus, LedgerKind
+from core.states import AudioStatus, ImportStatus, LedgerKind
 
 ZERO = Decimal("0")
 
@@ -198,6 +198,36 @@ class DncNumber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("account_id", "phone_number", name="uq_dnc_account_phone"),)
+
+
+class DncImport(Base):
+    """A do-not-call list upload (``POST /dnc/bulk``), imported by the worker, with its progress and
+    summary. ``invalid_rows`` is JSON: the first refused rows, ``[{"line", "value", "reason"}]``."""
+
+    __tablename__ = "dnc_imports"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"))
+    status: Mapped[ImportStatus] = mapped_column(_enum(ImportStatus), default=ImportStatus.QUEUED)
+    filename: Mapped[str | None] = mapped_column(sa.String(255))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    progress_percent: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_added: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_invalid: Mapped[int] = mapped_column(sa.Integer, default=0)
+    invalid_rows: Mapped[str | None] = mapped_column(sa.Text)
+    error_code: Mapped[str | None] = mapped_column(sa.String(40))
+    error_message: Mapped[str | None] = mapped_column(sa.String(500))
+    error_line: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.Index("ix_dnc_imports_account_created", "account_id", "created_at"),
+        sa.Index("ix_dnc_imports_status_updated", "status", "updated_at"),
+    )
 
 
 class Call(Base):

@@ -42,6 +42,60 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def secret_from_env(name: str) -> str:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (a Docker or systemd
+    credential), never from a command line, where ``ps`` shows it. Both set is an error."""
+    value = os.environ.get(name, "")
+    file_name = os.environ.get(f"{name}_FILE", "")
+    if value and file_name:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if not file_name:
+        return value
+    try:
+        return Path(file_name).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
+
+
+PLACEHOLDER = "change-me"  # what .env.example ships; refused wherever a real secret is needed
+DASHBOARD_MIN_PASSWORD = 16
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """rq-dashboard's settings (``python -m dashboard``): it can requeue and delete any job."""
+
+    username: str
+    password: str
+    bind: str
+    port: int
+    redis_url: str
+
+
+def load_dashboard_settings() -> DashboardSettings:
+    """``DASHBOARD_USER`` (admin), ``DASHBOARD_PASSWORD`` or ``DASHBOARD_PASSWORD_FILE``,
+    ``DASHBOARD_BIND`` (127.0.0.1), ``DASHBOARD_PORT`` (9181), ``REDIS_URL``.
+
+    Refuses, in every environment, an empty password, the ``change-me`` placeholder and
+    a password shorter than 16 characters: the dashboard can requeue and delete jobs."""
+    username = _env("DASHBOARD_USER", "admin")
+    password = secret_from_env("DASHBOARD_PASSWORD")
+    if not password:
+        raise ConfigError("DASHBOARD_PASSWORD (or DASHBOARD_PASSWORD_FILE) is required: "
+                          "the dashboard can requeue and delete jobs")
+    if PLACEHOLDER in password.lower():
+        raise ConfigError("DASHBOARD_PASSWORD still holds the placeholder from .env.example")
+    if len(password) < DASHBOARD_MIN_PASSWORD:
+        raise ConfigError(f"DASHBOARD_PASSWORD must be at least {DASHBOARD_MIN_PASSWORD} characters")
+    if ":" in username or not username.isprintable():
+        raise ConfigError("DASHBOARD_USER must be printable and must not contain ':'")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        raise ConfigError("REDIS_URL is required: the dashboard shows the queues of that Redis")
+    return DashboardSettings(username=username, password=password, bind=_env("DASHBOARD_BIND", "127.0.0.1"),
+                             port=_int("DASHBOARD_PORT", 9181), redis_url=redis_url)
+
+
 def _dev_secret(var_dir: Path, name: str) -> str:
     """A development secret generated once and kept under VAR_DIR.
 
@@ -77,10 +131,13 @@ class Settings:
     max_audio_seconds: float
     max_csv_bytes: int
     max_csv_rows: int
+    max_csv_lines: int  # physical lines, blank ones included
     # rate limits (flask-limiter syntax)
     ratelimit_default: str
     ratelimit_create: str
     ratelimit_login: str
+    # uploads (audio, campaign CSVs, do-not-call lists): per API key, and per account whatever key sends them
+    ratelimit_upload: str
     ratelimit_enabled: bool
     # money defaults for new accounts
     default_rate_per_minute: Decimal
@@ -119,10 +176,10 @@ class Settings:
     import_stall_seconds: int = 120
     # proxies in front of the web process whose X-Forwarded-For / -Proto are believed; 0: none
     trusted_proxies: int = 0
-    # audio uploads: creations per API key, decoded work, what a web request may spend converting
-    ratelimit_upload: str = "10 per minute"
+    # audio uploads: decoded work, what a web request may spend converting
     max_audio_samples: int = 300 * 48_000 * 2  # sample rate x channels x seconds (300 s of 48 kHz stereo)
     audio_inline_cpu_ms: int = 100  # 0: every upload is converted by the worker
+    max_pending_imports: int = 3  # an account's CSV imports (campaigns and DNC lists) queued or running
 
     @property
     def is_production(self) -> bool:
@@ -140,7 +197,7 @@ def load_settings() -> Settings:
     production = env == "production"
 
     def secret(name: str) -> str:
-        value = os.environ.get(name, "")
+        value = secret_from_env(name)
         if value:
             if production and len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters in production")
@@ -152,17 +209,20 @@ def load_settings() -> Settings:
 
     def refuse_placeholder(name: str, value: str) -> None:
         # the values shipped in .env.example must be replaced before going live
-        if production and "change-me" in value.lower():
+        if production and PLACEHOLDER in value.lower():
             raise ConfigError(f"{name} still holds the placeholder from .env.example")
 
-    fs_password = _env("FS_PASSWORD", "ClueCon")
+    fs_password = secret_from_env("FS_PASSWORD") or "ClueCon"
     if production and fs_password == "ClueCon":
         raise ConfigError("FS_PASSWORD must not be FreeSWITCH's default password in production")
     if production and len(fs_password) < 12:
         raise ConfigError("FS_PASSWORD must be at least 12 characters in production")
     refuse_placeholder("FS_PASSWORD", fs_password)
-    metrics_token = os.environ.get("METRICS_TOKEN", "")
-    if production and metrics_token and len(metrics_token) < 16:
+    metrics_token = secret_from_env("METRICS_TOKEN")
+    if production and not metrics_token:
+        raise ConfigError("METRICS_TOKEN is required in production: /metrics counts every tenant's calls "
+                          "and /ready's details are for operators only")
+    if production and len(metrics_token) < 16:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters in production")
     refuse_placeholder("METRICS_TOKEN", metrics_token)
 
@@ -176,6 +236,7 @@ def load_settings() -> Settings:
         raise ConfigError("production needs DATABASE_URL (MariaDB/MySQL) and REDIS_URL")
 
     audio_dir = Path(_env("AUDIO_DIR", str(var_dir / "audio"))).resolve()
+    max_csv_rows = _int("MAX_CSV_ROWS", 1_000_000)
     return Settings(
         env=env,
         var_dir=var_dir,
@@ -190,10 +251,12 @@ def load_settings() -> Settings:
         max_audio_bytes=_int("MAX_AUDIO_BYTES", 20 * 1024 * 1024),
         max_audio_seconds=_float("MAX_AUDIO_SECONDS", 300.0),
         max_csv_bytes=_int("MAX_CSV_BYTES", 100 * 1024 * 1024),
-        max_csv_rows=_int("MAX_CSV_ROWS", 1_000_000),
+        max_csv_rows=max_csv_rows,
+        max_csv_lines=_int("MAX_CSV_LINES", 2 * max_csv_rows + 1000),
         ratelimit_default=_env("RATELIMIT_DEFAULT", "100 per minute"),
         ratelimit_create=_env("RATELIMIT_CREATE", "10 per minute"),
         ratelimit_login=_env("RATELIMIT_LOGIN", "10 per minute"),
+        ratelimit_upload=_env("RATELIMIT_UPLOAD", "10 per minute"),
         ratelimit_enabled=_env("RATELIMIT_ENABLED", "true").lower() not in ("0", "false", "no"),
         default_rate_per_minute=Decimal(_env("DEFAULT_RATE_PER_MINUTE", "2.50")),
         default_pulse_seconds=_int("DEFAULT_PULSE_SECONDS", 30),
@@ -223,7 +286,7 @@ def load_settings() -> Settings:
         dialer_owner_stale_seconds=_float("DIALER_OWNER_STALE_SECONDS", 30.0),
         import_stall_seconds=_int("IMPORT_STALL_SECONDS", 120),
         trusted_proxies=trusted_proxies,
-        ratelimit_upload=_env("RATELIMIT_UPLOAD", "10 per minute"),
         max_audio_samples=_int("MAX_AUDIO_SAMPLES", 300 * 48_000 * 2),
         audio_inline_cpu_ms=_int("AUDIO_INLINE_CPU_MS", 100),
+        max_pending_imports=_int("MAX_PENDING_IMPORTS", 3),
     )

@@ -22,3 +22,12 @@ class AudioStatus(str, Enum):
     READY = "READY"
     FAILED = "FAILED"  # the worker's conversion refused the file (error_code, error_message)
     DELETED = "DELETED"
+
+
+class ImportStatus(str, Enum):
+    """A do-not-call list upload imported by the worker: QUEUED -> RUNNING -> COMPLETED | FAILED."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"

@@ -388,7 +388,7 @@ class Engine:
         if self.by_call.get(live.a.call_id) == live.a.attempt_id:
             del self.by_call[live.a.call_id]
         self._recently_ended[live.a.attempt_id] = None
-        while len(self._recently_ended) > 50_000:
+        while len(self._recently_ended) > 10_000:
             self._recently_ended.popitem(last=False)
 
     def _log_state(self, a: Attempt, state: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -116,11 +116,13 @@ Ctrl-C stops everything.
     if not dash_pw_file.exists():
         import secrets
 
-        dash_pw_file.write_text(secrets.token_urlsafe(12))
+        dash_pw_file.write_text(secrets.token_urlsafe(24))
         dash_pw_file.chmod(0o600)
+    # the dashboard reads its password from the file: never on a command line or in the environment
     env = {**os.environ, "REDIS_URL": redis_url, "VAR_DIR": str(settings.var_dir), "WEB_PORT": port,
-           "FS_PORT": fs_port, "DASHBOARD_PASSWORD": dash_pw_file.read_text().strip(),
+           "FS_PORT": fs_port, "DASHBOARD_PASSWORD_FILE": str(dash_pw_file),
            "DASHBOARD_PORT": os.environ.get("DASHBOARD_PORT", "9181")}
+    env.pop("DASHBOARD_PASSWORD", None)
     # with FS_HOST set a real FreeSWITCH is used: every process of Procfile.dev but the simulator
     processes = [] if "FS_HOST" not in os.environ else ["web", "worker", "dialer", "dashboard"]
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"

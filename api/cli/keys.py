@@ -6,8 +6,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from api.cli.common import get_or_fail, out, services
-from core.accounts import create_api_key
+from api.cli.common import fail, get_or_fail, out, services
+from core.accounts import AccountError, create_api_key
 from core.db import utcnow
 from core.models import Account, ApiKey
 
@@ -22,7 +22,10 @@ def group(app: Flask) -> AppGroup:
         """Create an API key for an account (printed once)."""
         with services(app).sessions() as session:
             get_or_fail(session, Account, account_id, "account")
-            row, key = create_api_key(session, account_id, name)
+            try:
+                row, key = create_api_key(session, account_id, name)
+            except AccountError as exc:
+                fail(str(exc), "VALIDATION_ERROR")
             session.commit()
             out({"api_key_id": row.id, "api_key": key, "prefix": row.prefix, "account_id": account_id})
 

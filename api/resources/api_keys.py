@@ -12,7 +12,7 @@ from api.auth import current, require_auth
 from api.context import db
 from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
-from api.schemas import ApiKeySchema, NewApiKeySchema
+from api.schemas import ApiKeySchema, DisplayName, NewApiKeySchema
 from core.accounts import create_api_key
 from core.db import utcnow
 from core.models import ApiKey
@@ -21,7 +21,7 @@ blp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys", description
 
 
 class NewKeyArgs(ma.Schema):
-    name = ma.fields.String(load_default="API key", validate=ma.validate.Length(min=1, max=100))
+    name = DisplayName(load_default="API key", max_length=100)
 
 
 def _own_key(key_id: str) -> ApiKey:

@@ -3,8 +3,6 @@ cancel, the campaign's calls, a per-number report and the rejected rows as CSV."
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,10 +17,10 @@ from api.context import db, services
 from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
-from api.resources.audio import own_ready_audio, upload_filename
-from api.schemas import CALLER_ID, TIME_OF_DAY, CallSchema, EnumValue, MoneyField
+from api.resources.audio import own_ready_audio
+from api.schemas import CALLER_ID, TIME_OF_DAY, CallSchema, DisplayName, EnumValue, MoneyField
+from api.uploads import checked_head, display_filename, save_upload, upload_guard
 from billing.rating import money_str
-from campaigns.csv_reader import CsvError, sniff
 from campaigns.importer import enqueue_import, upload_path
 from core import campaigns as lifecycle
 from core.call_states import CallStatus
@@ -30,15 +28,15 @@ from core.campaign_states import CampaignStatus
 from core.db import utcnow
 from core.models import Call, Campaign, CampaignRejectedRow
 from core.phone import InvalidPhoneNumber, normalize_pk
+from core.spreadsheet import csv_chunks
 from core.window import Window
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")
 
-SNIFF_BYTES = 64 * 1024
 
 
 class NewCampaignForm(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    name = DisplayName(required=True, max_length=200)
     audio_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
     max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
     concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
@@ -140,6 +138,7 @@ def own_campaign(campaign_id: str) -> Campaign:
 @blp.route("", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
+@upload_guard
 @blp.arguments(NewCampaignForm, location="form")
 @blp.arguments(CsvUpload, location="files")
 @blp.response(201, CampaignDetailSchema)
@@ -152,12 +151,8 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     except ValueError as exc:
         raise validation_error("window_end", str(exc)) from None
     upload = files["csv_file"]
-    filename = upload_filename(upload.filename, "csv_file") or "upload.csv"
-    head = upload.stream.read(SNIFF_BYTES)
-    try:
-        sniff(head)
-    except CsvError as exc:
-        raise ApiError(422, exc.code, exc.message, {"csv_file": [exc.message]}) from None
+    filename = display_filename(upload, "csv_file", "upload.csv")
+    head = checked_head(upload, "csv_file")
     now = utcnow()
     start_at = form.get("start_at")
     campaign = Campaign(
@@ -172,15 +167,8 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
     session = db()
     session.add(campaign)
     session.flush()
-    path = upload_path(settings, campaign.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = _store_upload(head, upload.stream, path, settings.max_csv_bytes)
-    if size > settings.max_csv_bytes:
-        session.rollback()
-        path.unlink(missing_ok=True)
-        raise ApiError(413, "CSV_TOO_LARGE", f"The CSV file is larger than {settings.max_csv_bytes} bytes.",
-                       {"csv_file": [f"max {settings.max_csv_bytes} bytes"]})
-    campaign.csv_bytes = size
+    campaign.csv_bytes = save_upload(session, head, upload, upload_path(settings, campaign.id),
+                                     settings.max_csv_bytes, "csv_file")
     session.commit()
     try:
         enqueue_import(services().work_queue, campaign.id)
@@ -188,25 +176,6 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         mark_failed(campaign, "the import queue is unavailable; create the campaign again")
         raise ApiError(503, "SERVICE_UNAVAILABLE", "The import queue is unavailable. Try again shortly.") from None
     return campaign
-
-
-def _store_upload(head: bytes, stream: Any, path: Any, limit: int) -> int:
-    """Copy the upload to disk (atomically), stopping as soon as it passes ``limit``."""
-    tmp = path.with_suffix(".part")
-    size = len(head)
-    with open(tmp, "wb") as out:
-        out.write(head)
-        while size <= limit:
-            chunk = stream.read(1024 * 1024)
-            if not chunk:
-                break
-            out.write(chunk)
-            size += len(chunk)
-    if size > limit:
-        tmp.unlink(missing_ok=True)
-        return size
-    tmp.replace(path)
-    return size
 
 
 def mark_failed(campaign: Campaign, reason: str) -> None:
@@ -295,24 +264,9 @@ def campaign_calls(args: dict[str, Any], campaign_id: str) -> dict[str, Any]:
 
 
 def _csv_response(rows: Iterator[list[Any]], filename: str) -> Response:
-    def generate() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        for row in rows:
-            writer.writerow(row)
-            if buf.tell() > 64 * 1024:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
-
-    return Response(stream_with_context(generate()), mimetype="text/csv",
+    """A streamed CSV download; every cell is quoted and made safe for spreadsheets."""
+    return Response(stream_with_context(csv_chunks(rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def spreadsheet_safe(value: str) -> str:
-    """Customer text in a CSV must not run as a spreadsheet formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _iso(value: datetime | None) -> str:
@@ -360,7 +314,7 @@ def rejected(campaign_id: str) -> Response:
                 .where(CampaignRejectedRow.campaign_id == campaign.id).order_by(CampaignRejectedRow.line_no)
                 .execution_options(yield_per=2000)
             )
-            yield from ([line, spreadsheet_safe(value), reason] for line, value, reason in result)
+            yield from ([line, value, reason] for line, value, reason in result)
 
     return _csv_response(rows(), f"campaign-{campaign.id}-rejected.csv")
 

@@ -10,6 +10,8 @@
   endpoint answers promptly even when a server black-holes its packets.
   ``READY_REQUIRE_DIALER=false`` still reports the dialer checks but does not fail on
   them: the web can then be probed before the dialer runs (deploy order, web-only hosts).
+  The per-check details (errors, hosts, dialer nodes) go to the operator only (``Authorization:
+  Bearer <METRICS_TOKEN>``, ``api.operator``); anyone else gets the status and the status code.
 
 Both are public (``security: []``) and outside the rate limits.
 """
@@ -28,6 +30,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.context import services
+from api.operator import is_operator
 from core.redis_keys import HEARTBEAT_MAX_AGE, live_dialers
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Liveness and readiness")
@@ -134,18 +137,24 @@ def health() -> dict[str, str]:
 @blp.doc(security=[], summary="Readiness",
          description="200 when SQL answers `SELECT 1`, Redis answers PING and (unless "
                      "`READY_REQUIRE_DIALER=false`) a dialer heartbeat is younger than 15 s with its "
-                     "event socket connected; 503 naming the failing checks otherwise. Every check has "
-                     "a short deadline. No authentication, no rate limit.",
-         responses={"503": {"description": "Not ready: `failing` names the checks",
+                     "event socket connected; 503 otherwise. Every check has a short deadline. No "
+                     "authentication, no rate limit. `checks` and `failing` (and the names in the error) "
+                     "are shown to the operator only: `Authorization: Bearer <METRICS_TOKEN>`.",
+         responses={"503": {"description": "Not ready (the operator sees `failing`)",
                              "content": {"application/json": {"schema": ReadySchema}}}})
 @blp.response(200, ReadySchema)
 def ready() -> Response:
     ok, checks = run_checks()
     failing = [name for name, check in checks.items() if check["required"] and not check["ok"]]
-    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks, "failing": failing}
-    if not ok:
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready"}
+    operator = is_operator(services().settings)
+    if operator:
+        body.update(checks=checks, failing=failing)
+    if not ok and operator:
         body["error"] = {"code": "NOT_READY", "message": "Not ready: " + ", ".join(failing) + ".",
                          "details": {"failing": failing}}
+    elif not ok:
+        body["error"] = {"code": "NOT_READY", "message": "Not ready.", "details": {}}
     response = jsonify(body)
     response.status_code = 200 if ok else 503
     return response

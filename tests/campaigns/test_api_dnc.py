@@ -60,7 +60,7 @@ def test_remove(client: Any, tenant: Any) -> None:
     assert_error(client.delete("/api/v1/dnc/not-a-number", headers=tenant.headers), 422)
 
 
-def test_bulk_upload_reports_invalid_rows(client: Any, tenant: Any) -> None:
+def test_bulk_upload_reports_invalid_rows(client: Any, tenant: Any, dnc_bulk: Any) -> None:
     add(client, tenant, "03009999999")
     data = (b"Name,Mobile\r\n"
             b"Ali,0300-1110001\r\n"     # 2
@@ -69,14 +69,22 @@ def test_bulk_upload_reports_invalid_rows(client: Any, tenant: Any) -> None:
             b"Old,03009999999\r\n"      # 5 already listed
             b"Sci,9.23001E+11\r\n"      # 6 invalid
             b"Umar,03001110002\r\n")    # 7
-    response = client.post("/api/v1/dnc/bulk", headers=tenant.headers, content_type="multipart/form-data",
-                           data={"csv_file": (io.BytesIO(data), "dnc.csv")})
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
+    response = dnc_bulk.post(tenant, data)
+    assert response.status_code == 202, response.get_json()
+    accepted = response.get_json()
+    assert (accepted["status"], accepted["filename"], accepted["size_bytes"]) == ("QUEUED", "dnc.csv", len(data))
+    assert response.headers["Location"] == f"/api/v1/dnc/imports/{accepted['id']}"
+    assert sorted(listed(client, tenant)) == ["+923009999999"]  # nothing parsed in the request
+
+    body = dnc_bulk.run(tenant, accepted["id"])
+    assert (body["status"], body["progress_percent"], body["error"]) == ("COMPLETED", 100, None)
     assert (body["rows"], body["added"], body["already_listed"], body["invalid"]) == (6, 2, 2, 2)
     assert [(r["line"], r["value"]) for r in body["invalid_rows"]] == [(3, "hello"), (6, "9.23001E+11")]
     assert all(r["reason"] for r in body["invalid_rows"])
     assert sorted(listed(client, tenant)) == ["+923001110001", "+923001110002", "+923009999999"]
+    page = client.get("/api/v1/dnc/imports", headers=tenant.headers).get_json()
+    assert [item["id"] for item in page["data"]] == [accepted["id"]] and page["pagination"]["total"] == 1
+    assert not dnc_bulk.upload_file(accepted["id"]).exists()  # the numbers are in SQL; the file is gone
 
 
 def test_bulk_upload_refuses_bad_files(client: Any, tenant: Any) -> None:

@@ -189,3 +189,75 @@ def test_200k_rows_in_constant_memory() -> None:
     assert count == rows
     assert last == (rows + 1, f"0300{rows - 1:07d}")
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes"
+
+
+# -- bounds: bytes and physical lines, counted before any parsing -----------------------------
+
+
+class _Counting(io.RawIOBase):
+    """A stream that says how much of it was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    @property
+    def consumed(self) -> int:
+        return self._data.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("blank", [b"\n", b"\r\n", b"\r", b" \n", b",,\n"])
+def test_blank_lines_count_towards_the_line_bound(blank: bytes) -> None:
+    """The issue: blank rows were skipped before any limit counted, so a file of newlines was read to
+    its end. Now the reader stops at ``max_lines`` physical lines, far before the end of the file."""
+    data = b"phone,x\n03001234567,a\n" + blank * 1_000_000
+    stream = _Counting(data)
+    with pytest.raises(CsvError) as caught:
+        for _ in PhoneCsv(stream, max_rows=10, max_lines=5000):  # type: ignore[arg-type]
+            pass
+    assert (caught.value.code, caught.value.line) == ("TOO_MANY_LINES", 5001)
+    assert stream.consumed < 5001 * len(blank) + 2 * SNIFF_BYTES + 64
+
+
+def test_a_file_at_the_line_bound_is_read_whole() -> None:
+    data = b"phone\n" + b"03001234567\n" * 3 + b"\n" * 96
+    assert len(read(data, max_lines=100)) == 3
+    with pytest.raises(CsvError, match="more than 99 lines"):
+        read(data, max_lines=99)
+
+
+def test_the_default_bounds_stop_a_file_of_newlines() -> None:
+    from campaigns.csv_reader import MAX_LINES
+
+    data = b"phone\n03001234567\n" + b"\n" * (MAX_LINES + 1_000_000)
+    stream = _Counting(data)
+    with pytest.raises(CsvError) as caught:
+        for _ in PhoneCsv(stream):  # type: ignore[arg-type]
+            pass
+    assert caught.value.code == "TOO_MANY_LINES" and caught.value.line == MAX_LINES + 1
+    assert stream.consumed < len(data)
+
+
+def test_bytes_past_the_bound_are_never_read() -> None:
+    data = b"phone\n" + b"03001234567\n" * 100_000  # 1.2 MB
+    stream = _Counting(data)
+    with pytest.raises(CsvError) as caught:
+        for _ in PhoneCsv(stream, max_bytes=200_000):  # type: ignore[arg-type]
+            pass
+    assert caught.value.code == "FILE_TOO_LARGE"
+    assert stream.consumed <= 200_000 + 2 * SNIFF_BYTES
+    assert len(read(data, max_bytes=len(data))) == 100_000
+
+
+def test_a_head_past_the_byte_bound_is_refused_at_once() -> None:
+    with pytest.raises(CsvError) as caught:
+        PhoneCsv(io.BytesIO(b"phone\n" + b"03001234567\n" * 100), max_bytes=500)  # type: ignore[arg-type]
+    assert caught.value.code == "FILE_TOO_LARGE"
+    assert len(read(b"phone\n03001234567\n", max_bytes=18)) == 1

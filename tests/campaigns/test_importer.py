@@ -200,18 +200,28 @@ def test_start_at_in_the_future_schedules(new_campaign: Any, sessions: Any, sett
     assert [c.next_attempt_at for c in _calls(sessions, campaign_id)] == [start]
 
 
-def test_too_many_rows_fails_with_no_calls(new_campaign: Any, sessions: Any, settings: Any, engine: Any,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAX_CSV_ROWS", "5")
+def test_too_many_rows_fails_with_no_calls(new_campaign: Any, sessions: Any, settings: Any, engine: Any) -> None:
     data = "\n".join(f"0300{i:07d}" for i in range(6)).encode()
     campaign_id, _ = new_campaign(data)
 
-    result = import_campaign(campaign_id, settings=settings, engine=engine)
+    result = import_campaign(campaign_id, settings=dataclasses.replace(settings, max_csv_rows=5), engine=engine)
 
     assert result["status"] == "FAILED" and result["error_code"] == "TOO_MANY_ROWS"
     campaign = _campaign(sessions, campaign_id)
     assert campaign.status == CampaignStatus.FAILED
     assert campaign.import_error == "TOO_MANY_ROWS: the file has more than 5 rows (line 6)"
+    assert _calls(sessions, campaign_id) == []
+
+
+def test_a_file_of_blank_lines_fails_at_the_line_bound(new_campaign: Any, sessions: Any, settings: Any,
+                                                      engine: Any) -> None:
+    """Blank lines count: the import stops at MAX_CSV_LINES physical lines, not at the end of the file."""
+    campaign_id, _ = new_campaign(b"phone\n03001234567\n" + b"\n" * 300_000)
+
+    result = import_campaign(campaign_id, settings=dataclasses.replace(settings, max_csv_lines=1000), engine=engine)
+
+    assert (result["status"], result["error_code"], result["line"]) == ("FAILED", "TOO_MANY_LINES", 1001)
+    assert _campaign(sessions, campaign_id).import_error.startswith("TOO_MANY_LINES: the file has more than 1000 lines")
     assert _calls(sessions, campaign_id) == []
 
 

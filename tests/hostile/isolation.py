@@ -16,7 +16,7 @@ from tests.hostile.uploads import envelope_problem, row_counts
 
 # route argument -> which of the victim's ids it takes
 VICTIM_IDS = {"call_id": "call", "audio_id": "audio", "key_id": "key", "campaign_id": "campaign",
-              "phone_number": "dnc_number"}
+              "phone_number": "dnc_number", "import_id": "dnc_import"}
 SKIP_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -45,6 +45,10 @@ def make_victim(client: Any, tenant: Any) -> dict[str, str]:
     if campaign.status_code == 201:
         ids["campaign"] = campaign.get_json()["id"]
     client.post("/api/v1/dnc", headers=h, json={"phone_number": "03001112233"})
+    dnc_import = client.post("/api/v1/dnc/bulk", headers=h, content_type="multipart/form-data",
+                             data={"csv_file": (io.BytesIO(b"phone\n03001112244\n"), "dnc.csv")})
+    if dnc_import.status_code == 202:
+        ids["dnc_import"] = dnc_import.get_json()["id"]
     return ids
 
 

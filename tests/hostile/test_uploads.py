@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import payloads
-from tests.hostile.uploads import check_uploads, csv_sender, recording_payloads, send_audio, tree
+from tests.hostile.uploads import check_uploads, csv_sender, recording_payloads, send_audio, send_dnc_list, tree
 
 COUNT = int(os.environ.get("ZC_HOSTILE_UPLOADS", "20"))
 
@@ -56,9 +56,8 @@ def test_oversized_multipart_headers_are_refused(hostile_app, client, make_tenan
 
 
 @pytest.fixture()
-def campaign_route(client, make_tenant):
-    tenant = make_tenant()
-    return tenant
+def campaign_route(make_tenant):
+    return make_tenant()
 
 
 def test_hostile_csv_is_refused_and_nothing_written(hostile_app, client, campaign_route):
@@ -66,6 +65,14 @@ def test_hostile_csv_is_refused_and_nothing_written(hostile_app, client, campaig
     audio = send_audio(client, tenant, "message.wav", payloads.good_wav()).get_json()
     cases = [case for case in payloads.csv_payloads(random.Random(7), COUNT) if not case[0].startswith("traversal")]
     tried, failures = check_uploads(hostile_app, client, tenant, cases, csv_sender(audio["id"]))
+    assert tried == len(cases) > 20
+    assert not failures, "\n".join(failures)
+
+
+def test_hostile_dnc_lists_are_refused_and_nothing_written(hostile_app, client, make_tenant):
+    tenant = make_tenant()
+    cases = list(payloads.csv_payloads(random.Random(8), COUNT))
+    tried, failures = check_uploads(hostile_app, client, tenant, cases, send_dnc_list)
     assert tried == len(cases) > 20
     assert not failures, "\n".join(failures)
 

@@ -104,6 +104,12 @@ def send_audio(client: Any, tenant: Any, name: str, data: bytes) -> Any:
                        content_type=f"multipart/form-data; boundary={BOUNDARY}")
 
 
+def send_dnc_list(client: Any, tenant: Any, name: str, data: bytes) -> Any:
+    body = multipart({}, "csv_file", name, data)
+    return client.post("/api/v1/dnc/bulk", headers=tenant.headers, data=body,
+                       content_type=f"multipart/form-data; boundary={BOUNDARY}")
+
+
 def csv_sender(audio_id: str) -> Callable[[Any, Any, str, bytes], Any]:
     def send(client: Any, tenant: Any, name: str, data: bytes) -> Any:
         body = multipart({"name": "hostile", "audio_id": audio_id}, "csv_file", name, data)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from honcho.environ import parse_procfile
 
-from core.settings import ROOT, load_settings
+from core.settings import ROOT, load_dashboard_settings, load_settings
 from tests.ops.conftest import cli_env
 
 FS_CONF = ROOT / "fs_conf"
@@ -266,6 +266,29 @@ def test_env_example_is_refused_until_filled_in(monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     with pytest.raises(Exception, match="placeholder"):
         load_settings()
+    with pytest.raises(Exception, match="DASHBOARD_PASSWORD still holds the placeholder"):
+        load_dashboard_settings()
+
+
+def test_no_secret_on_a_command_line(compose):
+    """``ps`` shows every process's arguments: secrets come from the environment or a file."""
+    commands = [" ".join(_argv(compose["services"][name]["command"])) for name in APP_SERVICES]
+    for procfile in ("Procfile", "Procfile.dev"):
+        commands += [command for name, command in parse_procfile((ROOT / procfile).read_text()).processes.items()
+                     if name != "simulator"]  # the development simulator's fixed test password
+    assert commands
+    for command in commands:
+        assert "password" not in command.lower(), command
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY", "METRICS_TOKEN", "FS_PASSWORD", "DASHBOARD"):
+            assert name not in command, command
+    assert _argv(compose["services"]["dashboard"]["command"]) == ["python", "-m", "dashboard"]
+
+
+def test_imports_run_below_the_api_in_cpu_priority(compose):
+    """The RQ worker parses CSV uploads of up to MAX_CSV_BYTES: the API and the dialer come first."""
+    worker = parse_procfile((ROOT / "Procfile").read_text()).processes["worker"].split()
+    assert worker[:3] == ["nice", "-n", "10"] and worker[3:5] == ["rq", "worker"]
+    assert _argv(compose["services"]["worker"]["command"])[:5] == ["nice", "-n", "10", "rq", "worker"]
 
 
 def _argv(command) -> list[str]:
@@ -289,6 +312,9 @@ def wsgi_probe(settings):
 
 def check_command(argv: list[str], wsgi_probe: dict) -> None:
     """The program exists and what it is asked to run exists in the code."""
+    if argv[:2] == ["nice", "-n"]:  # background work at a lower CPU priority
+        assert shutil.which("nice") and int(argv[2]) > 0, argv
+        argv = argv[3:]
     program = argv[0]
     assert shutil.which(program, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"), program
     if program == "gunicorn":
@@ -309,12 +335,6 @@ def check_command(argv: list[str], wsgi_probe: dict) -> None:
         assert argv[1] in rq_main.commands
         options = {o for p in rq_main.commands[argv[1]].params for o in p.opts}
         assert {a for a in argv[2:] if a.startswith("--")} <= options
-    elif program == "rq-dashboard":
-        from rq_dashboard.cli import run
-
-        options = {o for p in run.params for o in p.opts}
-        assert {a for a in argv[1:] if a.startswith("--")} <= options
-        assert "--username" in argv and "--password" in argv  # behind authentication
     else:
         pytest.fail(f"unexpected program {program}")
 

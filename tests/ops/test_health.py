@@ -186,3 +186,40 @@ def test_ready_follows_a_real_dialer_and_the_simulator(ops_settings, ops_client,
         sim.kill()
         if dialer.proc.returncode not in (0, -15, None):
             print(dialer.log_path.read_text()[-3000:])
+
+
+# -- the details are the operator's -------------------------------------------------------------
+
+TOKEN = "an-operator-token-of-some-length"
+
+
+def test_ready_details_only_for_the_operator(ops_settings, make_app, ops_redis):
+    app = make_app(replace(ops_settings, metrics_token=TOKEN))
+    client = app.test_client()
+    write_heartbeat(ops_redis, "fs1", 4242)
+    for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"}, {"Authorization": TOKEN},
+                    {"Authorization": f"Basic {TOKEN}"}):
+        response = client.get("/api/v1/ready", headers=headers)
+        assert (response.status_code, response.get_json()) == (200, {"status": "ready"}), headers
+    operator = client.get("/api/v1/ready", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
+    assert operator["status"] == "ready" and operator["checks"]["dialer_heartbeat"]["nodes"][0]["node"] == "fs1"
+
+    ops_redis.delete("zc:dialer:fs1:4242")  # no dialer: not ready, and nobody but the operator learns why
+    response = client.get("/api/v1/ready")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "not_ready",
+                                   "error": {"code": "NOT_READY", "message": "Not ready.", "details": {}}}
+    operator = client.get("/api/v1/ready", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert operator.status_code == 503
+    assert operator.get_json()["failing"] == ["dialer_heartbeat", "esl_connected"]
+    assert operator.get_json()["error"]["details"] == {"failing": ["dialer_heartbeat", "esl_connected"]}
+
+
+def test_production_without_a_token_shows_nobody_the_details(ops_settings, make_app, ops_redis):
+    """load_settings refuses production without METRICS_TOKEN; should one be built anyway, the
+    details and /metrics stay closed rather than open."""
+    app = make_app(replace(ops_settings, env="production", metrics_token=""))
+    client = app.test_client()
+    write_heartbeat(ops_redis, "fs1", 4242)
+    assert client.get("/api/v1/ready").get_json() == {"status": "ready"}
+    assert client.get("/metrics").status_code == 401

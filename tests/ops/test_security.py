@@ -106,12 +106,13 @@ GOOD = {
     "DATABASE_URL": "mysql+pymysql://zenscall:pw@db/zenscall",
     "REDIS_URL": "redis://redis:6379/0",
     "FS_PASSWORD": "a-long-esl-password",
+    "METRICS_TOKEN": "an-operator-token-of-some-length",
 }
 
 
 @pytest.fixture()
 def production_env(monkeypatch, tmp_path):
-    for name in ("METRICS_TOKEN", "CORS_ORIGINS", "READY_REQUIRE_DIALER"):
+    for name in ("METRICS_TOKEN", "CORS_ORIGINS", "READY_REQUIRE_DIALER", *(f"{n}_FILE" for n in GOOD)):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAR_DIR", str(tmp_path))
     for name, val in GOOD.items():
@@ -138,6 +139,8 @@ def test_a_complete_production_environment_loads(production_env):
     ("DATABASE_URL", None, "DATABASE_URL"),
     ("DATABASE_URL", "sqlite:////srv/zenscall.db", "DATABASE_URL"),
     ("REDIS_URL", None, "REDIS_URL"),
+    ("METRICS_TOKEN", None, "METRICS_TOKEN is required in production"),
+    ("METRICS_TOKEN", "", "METRICS_TOKEN is required in production"),
     ("METRICS_TOKEN", "tiny", "METRICS_TOKEN must be at least 16"),
     ("METRICS_TOKEN", "change-me-to-a-long-random-token", "placeholder"),
 ])
@@ -147,6 +150,25 @@ def test_production_refuses(production_env, name, value, message):
     else:
         production_env.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_secrets_can_come_from_files(production_env, tmp_path):
+    for name in ("SECRET_KEY", "METRICS_TOKEN", "FS_PASSWORD"):
+        path = tmp_path / name.lower()
+        path.write_text(GOOD[name] + "-from-a-file\n")
+        production_env.delenv(name)
+        production_env.setenv(f"{name}_FILE", str(path))
+    settings = load_settings()
+    assert settings.secret_key == GOOD["SECRET_KEY"] + "-from-a-file"
+    assert settings.metrics_token == GOOD["METRICS_TOKEN"] + "-from-a-file"
+    assert settings.fs_password == GOOD["FS_PASSWORD"] + "-from-a-file"
+    production_env.setenv("METRICS_TOKEN", GOOD["METRICS_TOKEN"])
+    with pytest.raises(ConfigError, match="set METRICS_TOKEN or METRICS_TOKEN_FILE, not both"):
+        load_settings()
+    production_env.delenv("METRICS_TOKEN")
+    (tmp_path / "metrics_token").write_text("change-me-to-a-long-random-token")
+    with pytest.raises(ConfigError, match="placeholder"):
         load_settings()
 
 
