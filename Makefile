@@ -20,7 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict dialer/lifecycle.py dialer/events.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py
+	$(VENV)/bin/mypy --strict dialer/lifecycle.py dialer/events.py dialer/cdr.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py
 
 check: lint test
 
