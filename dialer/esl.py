@@ -274,9 +274,6 @@ _AUDIO_RE = re.compile(r"/[A-Za-z0-9_./-]{1,1023}")
 _CAUSE_RE = re.compile(r"[A-Z][A-Z0-9_]{1,47}")
 _EVENT_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 
-#: The longest call length limit ``build_originate`` accepts (seconds).
-MAX_LIMIT_S = 3600
-
 
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
@@ -320,18 +317,7 @@ def build_originate(
     """The ``originate`` argument string.  Every piece is checked against a
     strict pattern (digits, uuid, ``[A-Za-z0-9-]`` ids, plain absolute paths),
     so nothing can close the ``{...}`` variable block, add a variable or
-    chain another application; anything else raises ValueError.
-
-    ``limit_s`` bounds the answered call's length: FreeSWITCH runs
-    ``sched_hangup +<limit_s> ALLOTTED_TIMEOUT`` when the callee answers, so
-    the switch ends the call itself (hangup cause ``ALLOTTED_TIMEOUT``, in
-    its events and its CDR) even if the dialer is gone.  Measured on
-    FreeSWITCH 1.11.1: the task is due at the whole epoch second
-    ``int(answer) + limit_s`` and the scheduler thread wakes once a second,
-    so the hangup comes between ``limit_s - 1`` and ``limit_s + 1`` seconds
-    after the answer (5.5 s and 6.1 s seen for 6); give the message at least
-    2 s of room.
-    """
+    chain another application; anything else raises ValueError."""
     uuid = _check_uuid(attempt_uuid)
     cid = _check(_CALL_ID_RE, call_id, "call id")
     number = _check(_NUMBER_RE, number_digits, "number")
@@ -341,9 +327,8 @@ def build_originate(
         raise ValueError(f"refusing audio path {audio_path!r}")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 600:
         raise ValueError(f"refusing originate timeout {timeout_s!r}")
-    if limit_s is not None and (
-        isinstance(limit_s, bool) or not isinstance(limit_s, int) or not 1 <= limit_s <= MAX_LIMIT_S
-    ):
+    if limit_s is not None and (isinstance(limit_s, bool) or not isinstance(limit_s, int)
+                                or not 1 <= limit_s <= 86_400):
         raise ValueError(f"refusing call length limit {limit_s!r}")
     target = _dial_target(gateway_or_dial_template, number)
     variables = (
@@ -352,6 +337,7 @@ def build_originate(
         f"originate_timeout={timeout_s},ignore_early_media=true"
     )
     if limit_s is not None:
+        # the switch itself ends the call this long after the answer, whatever the far end does
         variables += f",execute_on_answer='sched_hangup +{limit_s} ALLOTTED_TIMEOUT'"
     return "{" + variables + "}" + f"{target} &playback({path})"
 
@@ -787,9 +773,7 @@ class EslClient:
         Returns once FreeSWITCH accepted the job; the outcome arrives as
         events (ChannelHangup, or OriginateResult for failures without a
         channel).  Raises ValueError for any argument that is not the
-        expected shape, EslCommandError if the job is refused.  ``limit_s``:
-        the switch hangs up the answered call after that many seconds
-        (see :func:`build_originate`).
+        expected shape, EslCommandError if the job is refused.
         """
         args = build_originate(
             attempt_uuid,

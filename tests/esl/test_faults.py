@@ -605,7 +605,7 @@ GOOD = dict(
         ("timeout_s", "5"),
         ("limit_s", 0),
         ("limit_s", -4),
-        ("limit_s", 3601),
+        ("limit_s", 86_401),
         ("limit_s", True),
         ("limit_s", "30"),
         ("limit_s", 30.0),
