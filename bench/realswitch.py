@@ -18,7 +18,8 @@ b. **dialer**: ``python -m dialer`` on a campaign of the same number of calls on
    and watched by its ``run_dialer_phase``, ``NODE_MAX_CHANNELS`` = ``--window``): calls/s, the ratio
    to (a), CPU per completed call of the dialer, mariadbd, redis-server and freeswitch (``/proc``),
    SQL statements per call (the dialer's own count, ``ZC_COUNT_SQL=1``, and MariaDB's global
-   ``Questions``), Redis commands per call (``INFO stats`` ``total_commands_processed``). No rq
+   ``Questions``), Redis commands per call (``INFO stats`` ``total_commands_processed``) and, when
+   the dialer's heartbeat counts them, its Redis round trips per call. No rq
    worker runs: the dialer takes its jobs itself and the campaign lives in SQL.
 
 By default MariaDB and Redis are private servers of the run (``bench/faults.py``'s: a
@@ -373,6 +374,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     rows.append(("SQL statements/call (MariaDB Questions)", "-", raw, cor))
     raw, cor = per_call(run["redis_commands"], idle["redis_commands"])
     rows.append(("Redis commands/call (total_commands_processed)", "-", raw, cor))
+    trips = dialer.get("redis_per_call")  # when the dialer counts its round trips (heartbeat)
+    rows.append(("Redis round trips/call (dialer's own count)", "-", "-" if trips is None else f"{trips:.2f}", ""))
     rows.append(("peak calls in flight", str(bare["peak_in_flight"]), str(dialer["peak_in_flight"]), ""))
     for label, a, b, c in rows:
         print(f"{label:44s}{a:>14s}{b:>14s}{c:>16s}")
