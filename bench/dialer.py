@@ -266,8 +266,9 @@ def seed(engine: Any, audio_dir: Path) -> tuple[str, str]:
     return account_id, add_audio(engine, account_id, audio_dir, 3)
 
 
-def add_campaign(engine: Any, account_id: str, audio_id: str, calls: int, prefix: str) -> str:
-    """A PAUSED campaign of ``calls`` queued numbers (bulk insert); started by ``run_campaign``."""
+def add_campaign(engine: Any, account_id: str, audio_id: str, calls: int, prefix: str, suffix: str = "") -> str:
+    """A PAUSED campaign of ``calls`` queued numbers ``+92<prefix><n><suffix>`` (7 digits after the
+    prefix; bulk insert); started by ``run_dialer_phase``."""
     import sqlalchemy as sa
 
     from core.call_states import CallStatus
@@ -289,7 +290,7 @@ def add_campaign(engine: Any, account_id: str, audio_id: str, calls: int, prefix
                 "next_attempt_at": now, "billsec": 0, "cost": Decimal("0"), "created_at": now, "updated_at": now}
         for i in range(0, calls, 5000):
             conn.execute(sa.insert(Call.__table__), [
-                {**base, "id": str(uuid.uuid4()), "phone_number": f"+92{prefix}{n:07d}"}
+                {**base, "id": str(uuid.uuid4()), "phone_number": f"+92{prefix}{n:0{7 - len(suffix)}d}{suffix}"}
                 for n in range(i, min(calls, i + 5000))])
     return campaign_id
 

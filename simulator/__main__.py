@@ -43,6 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="digits mode: simulated seconds until the far end responds")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--call-log", default=None, help="append one JSON line per finished call")
+    p.add_argument("--cdr-dir", default=None,
+                   help="write <uuid>.cdr.json per finished call into this directory (like mod_json_cdr)")
+    p.add_argument("--media-timeout-ms", type=int, default=0,
+                   help="a callee that sends no media (number ending in 0) is hung up with MEDIA_TIMEOUT "
+                        "after this many ms, like fs_conf's media_timeout (30000); 0: never")
     return p.parse_args(argv)
 
 
@@ -52,7 +57,8 @@ def config_from_args(a: argparse.Namespace) -> Config:
         gateways=tuple(g for g in a.gateways.split(",") if g), mode=a.mode,
         load=LoadProfile(a.answer_rate, a.busy_rate, a.no_answer_rate, a.fail_rate,
                          a.ring_seconds, a.talk_seconds, a.seed),
-        answer_delay=a.answer_delay, call_log=a.call_log)
+        answer_delay=a.answer_delay, call_log=a.call_log, cdr_dir=a.cdr_dir,
+        media_timeout_ms=a.media_timeout_ms)
 
 
 def main(argv=None) -> int:

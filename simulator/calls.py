@@ -38,6 +38,7 @@ class Outcome:
     delay: float = 0.02       # simulated seconds until the answer / final response / progress
     sip: str = ""             # reject: "486"...; ring: "180" | "183"
     talk: float | None = None  # answer: far end hangs up after this many seconds (None: never)
+    media: bool = True        # answer: the far end sends RTP (False: MEDIA_TIMEOUT can end it)
 
     @property
     def label(self) -> str:
@@ -46,12 +47,14 @@ class Outcome:
 
 
 def outcome_for_digit(number: str, answer_delay: float) -> Outcome:
-    """The captures' fake carrier, by the number's last digit."""
+    """The captures' fake carrier, by the number's last digit (0 answers and parks: no RTP)."""
     d = number[-1:] if number[-1:].isdigit() else "0"
     if d == "1":
         return Outcome("answer", answer_delay, talk=3.0)
-    if d in ("6", "0"):
+    if d == "6":
         return Outcome("answer", answer_delay)
+    if d == "0":  # answers and parks: sends no media
+        return Outcome("answer", answer_delay, media=False)
     if d == "3":
         return Outcome("ring", answer_delay, sip="180")
     if d == "9":
@@ -175,6 +178,24 @@ def wav_info(path: str) -> tuple[int, int] | None:
     return info
 
 
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+_SCHED_HANGUP_RE = re.compile(r"sched_hangup \+(\d{1,6})(?: ([A-Z][A-Z0-9_]*))?")
+
+
+def hangup_limit(spec: str | None) -> tuple[int, str] | None:
+    """``execute_on_answer`` = ``sched_hangup +N [CAUSE]`` -> (N, cause); else None."""
+    m = _SCHED_HANGUP_RE.fullmatch((spec or "").strip())
+    if m is None:
+        return None
+    return int(m.group(1)), m.group(2) or "ALLOTTED_TIMEOUT"
+
+
 # --- the call -------------------------------------------------------------------------
 
 class Call:
@@ -202,6 +223,10 @@ class Call:
         self.wake = Event()
         self.tail: list | None = None     # remaining hangup-tail steps after a kill
         self.pb = (0, 8000, 0)            # (frames played, rate, total frames)
+        self.playback_opened = False      # the file opened: PLAYBACK_START, playback_* variables
+        self.app_response: str | None = None  # current_application_response of the playback
+        self.limit = hangup_limit(v.get("execute_on_answer"))
+        self._limiter = None
         self.session_id = sim.next_session_id()
         self.sip_call_id = str(uuidlib.uuid4())
         self._base = None
@@ -345,6 +370,10 @@ class Call:
             # answered
             self.answer = sim.clock.now()
             self.call_state = "ACTIVE"
+            if self.limit is not None:
+                seconds, cause = self.limit
+                at = int(self.answer) + seconds + sim.sched_phase
+                self._limiter = gevent.spawn(self._hang_up_at, at, cause)
             self.emit(seg["answer"])
             self._run_app(out)
         except gevent.GreenletExit:  # pragma: no cover - simulator stopping
@@ -358,8 +387,10 @@ class Call:
         if self.o.app == "playback":
             info = wav_info(self.o.app_arg)
             if info is None:
-                # FreeSWITCH cannot open the file: no PLAYBACK_START/STOP, the inline app
-                # ends at once and our leg hangs up.
+                # FreeSWITCH cannot open the file (missing, empty or not audio: all seen as
+                # FILE NOT FOUND on 1.11.1): no PLAYBACK_START/STOP, no playback_* variables,
+                # the inline app ends at once and our leg hangs up (NORMAL_CLEARING, billsec 0).
+                self.app_response = "FILE NOT FOUND"
                 self.emit(seg["playback_start"][:1])
                 self.cause = "NORMAL_CLEARING"
                 self.end = sim.clock.now()
@@ -368,20 +399,28 @@ class Call:
             total, rate = info
             length = total / float(rate)
             self.pb = (0, rate, total)
+            self.playback_opened = True
             self.emit(seg["playback_start"])
             self.stage = "playback"
             t0 = sim.clock.now()
             far = out.talk
+            dead = self._media_timeout(out)
+            if dead is not None and dead < length and (far is None or dead < far):
+                if not self.wait(dead):
+                    self.kill("MEDIA_TIMEOUT", response="PLAYBACK ERROR")
+                return self._finish_tail()
             if self.wait(min(length, far) if far is not None else length):
                 return self._finish_tail()
             played = sim.clock.now() - t0
             if far is not None and far < length:
                 self.pb = (min(total, int(played * rate)), rate, total)
+                self.app_response = "PLAYBACK ERROR"
                 self.cause, self.sip_status = "NORMAL_CLEARING", "200"
                 self.end = sim.clock.now()
                 self.emit(seg["playback_remote"])
             else:
                 self.pb = (total, rate, total)
+                self.app_response = "FILE PLAYED"
                 self.cause = "NORMAL_CLEARING"
                 self.end = sim.clock.now()
                 self.emit(seg["playback_done"])
@@ -393,6 +432,11 @@ class Call:
             return self._done()
         self.emit(seg["park_start"])
         self.stage = "park"
+        dead = self._media_timeout(out)
+        if dead is not None and (out.talk is None or dead < out.talk):
+            if not self.wait(dead):
+                self.kill("MEDIA_TIMEOUT")
+            return self._finish_tail()
         if self.wait(out.talk):
             return self._finish_tail()
         self.cause = "NORMAL_CLEARING"
@@ -400,8 +444,21 @@ class Call:
         self.emit(seg["park_killed"])
         self._done()
 
-    def kill(self, cause: str = "NORMAL_CLEARING") -> bool:
-        """uuid_kill / hupall: hang up now; the first hangup event goes out at once."""
+    def _media_timeout(self, out: Outcome) -> float | None:
+        """Seconds after which a far end that sends no RTP ends the call with MEDIA_TIMEOUT:
+        the ``media_timeout`` channel variable (ms), else the switch's global one (fs_conf sets
+        30000; ``Config.media_timeout_ms``, 0 = off)."""
+        if out.media:
+            return None
+        ms = _int_or_none(self.o.var.get("media_timeout"))
+        if ms is None:
+            ms = self.sim.config.media_timeout_ms
+        return ms / 1000.0 if ms and ms > 0 else None
+
+    def kill(self, cause: str = "NORMAL_CLEARING", response: str = "FILE PLAYED") -> bool:
+        """uuid_kill / hupall / sched_hangup / media timeout: hang up now; the first hangup
+        event goes out at once. ``response``: the playback's current_application_response
+        (FreeSWITCH reports a killed playback as FILE PLAYED, a media timeout as PLAYBACK ERROR)."""
         if self.killed or self.stage in ("done", "init") or self.end is not None:
             return False
         sim, seg = self.sim, self.sim.templates.segments
@@ -412,6 +469,7 @@ class Call:
             t0 = self.answer or self.end
             played, rate, total = self.pb
             self.pb = (min(total, int((self.end - t0) * rate)), rate, total)
+            self.app_response = response
             tail = seg["playback_killed"]
         elif self.stage == "park":
             tail = seg["park_killed"]
@@ -430,10 +488,20 @@ class Call:
             self.emit(tail, 1)
         self._done()
 
+    def _hang_up_at(self, at: float, cause: str) -> None:
+        """``execute_on_answer=sched_hangup +N <cause>``: FreeSWITCH schedules the task for the
+        whole epoch second ``int(answer) + N`` and its scheduler thread, which wakes once a
+        second (``sim.sched_phase``), runs it at its first tick from then on: N-1 to N+1 s
+        after the answer (measured 5.5 and 6.1 s for N=6 on FreeSWITCH 1.11.1)."""
+        self.wait(at - self.sim.clock.now())
+        self.kill(cause)
+
     def _done(self) -> None:
         if self.stage == "done":
             return
         self.stage = "done"
+        if self._limiter is not None and self._limiter is not gevent.getcurrent():
+            self._limiter.kill(block=False)
         if not self.result.ready():
             self.result.set(self._result_text())
         if self.reply_conn is not None:

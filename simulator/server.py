@@ -8,6 +8,7 @@ ALL); api replies and events share one ordered outgoing queue per connection.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from gevent.server import StreamServer
 
 from dialer import esl_wire as wire
 
+from . import cdr
 from .calls import Call, LoadProfile, OriginateError, outcome_for_digit, parse_originate
 from .templates import TemplateSet, default_templates
 
@@ -41,6 +43,8 @@ class Config:
     load: LoadProfile = field(default_factory=LoadProfile)
     answer_delay: float = 0.02       # simulated seconds from INVITE to 200/18x/4xx
     call_log: str | None = None
+    cdr_dir: str | None = None       # write <uuid>.cdr.json per finished leg (like mod_json_cdr)
+    media_timeout_ms: int = 0        # the switch's global media_timeout (fs_conf: 30000); 0 = off
     hostname: str = "vm"
 
 
@@ -199,6 +203,8 @@ class Simulator:
         self._session = 0
         self._greenlets: list = []
         self.started_at = time.time()
+        # FreeSWITCH's scheduler thread ticks once a second at its own phase (sched_hangup)
+        self.sched_phase = self.started_at % 1.0
         self._log = open(self.config.call_log, "a") if self.config.call_log else None  # noqa: SIM115
         self.reset_stats()
 
@@ -263,6 +269,11 @@ class Simulator:
     def channel_down(self, call: Call) -> None:
         if self.calls.get(call.uuid) is call:
             del self.calls[call.uuid]
+        if self.config.cdr_dir:
+            try:
+                cdr.write(self.config.cdr_dir, call, self.config.hostname, self.core_uuid)
+            except OSError as exc:  # like FreeSWITCH: the record is lost, the call is not
+                sys.stderr.write(f"simulator: cannot write the CDR of {call.uuid}: {exc}\n")
         row = call.row()
         self.call_rows.append(row)
         if self._log:

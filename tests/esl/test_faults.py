@@ -603,12 +603,33 @@ GOOD = dict(
         ("timeout_s", 0),
         ("timeout_s", True),
         ("timeout_s", "5"),
+        ("limit_s", 0),
+        ("limit_s", -4),
+        ("limit_s", 86_401),
+        ("limit_s", True),
+        ("limit_s", "30"),
+        ("limit_s", 30.0),
+        ("limit_s", "30 NORMAL_CLEARING'}&park("),
     ],
 )
 def test_originate_refuses_anything_not_digits_or_uuid_shaped(field: str, value: Any) -> None:
     client, _ = make_client(("127.0.0.1", 9))  # never connected: validation comes first
     with pytest.raises((ValueError, TypeError)):
         client.originate(**{**GOOD, field: value})
+
+
+def test_limit_adds_a_hangup_the_switch_schedules_at_answer() -> None:
+    from dialer.esl import build_originate
+
+    args = build_originate(**GOOD, limit_s=42)
+    assert args == (
+        f"{{origination_uuid={UUID},zc_call_id=c-1,origination_caller_id_number=5550000000,"
+        "originate_timeout=30,ignore_early_media=true,"
+        "execute_on_answer='sched_hangup +42 ALLOTTED_TIMEOUT'}sofia/gateway/carrier/923001234567 "
+        "&playback(/var/lib/zenscall/audio/42.wav)"
+    )
+    assert build_originate(**GOOD, limit_s=None) == build_originate(**GOOD)
+    assert "execute_on_answer" not in build_originate(**GOOD)
 
 
 def test_dial_template_is_filled_with_the_digits(server: Any) -> None:

@@ -154,11 +154,23 @@ def _production_settings(**env: str):
 
 def test_environment_overrides_reach_the_configuration():
     fs = FsConfig(FS_CONF, {"ESL_PASSWORD": "a-real-password", "CARRIER_HOST": "10.1.2.3",
-                            "DIALER_NETWORK": "10.0.0.0/24"})
-    assert fs.params(fs.configuration("event_socket.conf"))["password"] == "a-real-password"
+                            "DIALER_NETWORK": "10.0.0.0/24", "ESL_PORT": "18021", "SIP_PORT": "15060",
+                            "SIP_IP": "10.0.0.5", "EXTERNAL_IP": "203.0.113.7", "RTP_START_PORT": "20000",
+                            "RTP_END_PORT": "29999", "CDR_DIR": "/var/spool/zenscall-cdr",
+                            "MEDIA_TIMEOUT_MS": "15000"})
+    esl = fs.params(fs.configuration("event_socket.conf"))
+    assert (esl["password"], esl["listen-port"]) == ("a-real-password", "18021")
     gateway = fs.doc.find(".//gateway[@name='carrier']")
     assert fs.params(gateway)["proxy"] == "10.1.2.3"
     assert fs.doc.find(".//list[@name='dialer']/node").get("cidr") == "10.0.0.0/24"
+    profile = fs.params(fs.doc.find(".//profile[@name='external']/settings"))
+    assert (profile["sip-port"], profile["sip-ip"], profile["rtp-ip"]) == ("15060", "10.0.0.5", "10.0.0.5")
+    assert profile["ext-sip-ip"] == profile["ext-rtp-ip"] == "203.0.113.7"
+    switch = fs.params(fs.configuration("switch.conf"))
+    assert (switch["rtp-start-port"], switch["rtp-end-port"]) == ("20000", "29999")
+    cdr = fs.params(fs.configuration("json_cdr.conf"))
+    assert cdr["log-dir"] == cdr["err-log-dir"] == "/var/spool/zenscall-cdr"
+    assert fs.vars["media_timeout"] == "15000"
 
 
 def test_gateway_is_the_dial_templates(fs, defaults):
@@ -182,9 +194,32 @@ def test_codecs_are_g711_for_pakistani_carriers(fs):
 
 
 def test_modules_the_dialer_needs_are_loaded(fs):
-    loaded = {m.get("module") for m in fs.configuration("modules.conf").iter("load")}
-    assert {"mod_event_socket", "mod_sofia", "mod_commands", "mod_dptools", "mod_sndfile",
-            "mod_dialplan_xml"} <= loaded
+    loaded = [m.get("module") for m in fs.configuration("modules.conf").iter("load")]
+    # exactly what the switch needs (G.711 is in the core: no mod_spandsp, which the prebuilt
+    # 1.11.1 package does not even have); tests/realswitch loads this list on a real switch
+    assert sorted(loaded) == sorted({"mod_console", "mod_logfile", "mod_event_socket", "mod_sofia",
+                                     "mod_commands", "mod_dptools", "mod_dialplan_xml", "mod_sndfile",
+                                     "mod_json_cdr"})
+
+
+def test_call_records_are_plain_json_files_per_leg_in_cdr_dir(fs):
+    cdr = fs.params(fs.configuration("json_cdr.conf"))
+    assert cdr["log-dir"] == cdr["err-log-dir"] == fs.vars["cdr_dir"] == "/srv/zenscall/cdr"
+    assert fs.env_names["cdr_dir"] == "CDR_DIR"
+    # plain values, <uuid>.cdr.json for our (A) legs, one flat directory, no HTTP post
+    assert (cdr["encode-values"], cdr["prefix-a-leg"], cdr["log-b-leg"], cdr["rotate"]) == (
+        "false", "false", "false", "false")
+    assert "url" not in cdr and "cred" not in cdr
+
+
+def test_every_call_has_a_timer_and_a_media_timeout(fs):
+    """FreeSWITCH 1.10+ ignores the profile's rtp-timeout-sec (logs it as deprecated); without
+    an RTP timer a callee that sends no media stalls playback for ever (tests/realswitch)."""
+    settings = fs.params(fs.doc.find(".//profile[@name='external']/settings"))
+    assert settings["rtp-timer-name"] == "soft"
+    assert not {"rtp-timeout-sec", "rtp-hold-timeout-sec"} & set(settings)
+    assert 5000 <= int(fs.vars["media_timeout"]) <= 120000  # global channel variables, ms
+    assert int(fs.vars["media_hold_timeout"]) >= int(fs.vars["media_timeout"])
 
 
 def test_switch_limits_cover_the_dialer_caps(fs, defaults):

@@ -121,6 +121,7 @@ SIMPLE = [
     "dialer-subscription.early-media-no-answer.plain.txt",
     "dialer-subscription.unallocated-404.plain.txt",
     "dialer-subscription.gateway-missing.plain.txt",
+    "dialer-subscription.playback-missing.plain.txt", "dialer-subscription.hard-limit.plain.txt",
 ]
 
 
