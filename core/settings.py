@@ -168,6 +168,7 @@ class Settings:
     metrics_token: str = ""  # bearer token for /metrics; empty: open (bind it locally)
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
     # the switch's own call records (mod_json_cdr's log-dir), read by the dialer after blindness
+    fs_event_format: str = "plain"  # how the switch sends events: plain or json
     cdr_dir: str = ""  # empty: none (an attempt the switch no longer has ends OUTCOME_UNKNOWN)
     cdr_wait_seconds: float = 60.0  # how long a gone attempt waits for its record
     # a dialer process whose SQL heartbeat is older than this is gone: its attempts are adopted
@@ -281,6 +282,7 @@ def load_settings() -> Settings:
         ready_check_timeout=_float("READY_CHECK_TIMEOUT", 2.0),
         metrics_token=metrics_token,
         cors_origins=tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()),
+        fs_event_format=_env("FS_EVENT_FORMAT", "plain"),
         cdr_dir=_env("CDR_DIR", str(var_dir / "cdr")),
         cdr_wait_seconds=_float("CDR_WAIT_SECONDS", 60.0),
         dialer_owner_stale_seconds=_float("DIALER_OWNER_STALE_SECONDS", 30.0),

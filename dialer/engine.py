@@ -164,7 +164,8 @@ class Engine:
         self.dial_concurrency = max(1, dial_concurrency)
         factory = esl_factory or (lambda on_event: EslClient(
             settings.fs_host, settings.fs_port, settings.fs_password, on_event=on_event,
-            command_timeout=settings.fs_command_timeout, connect_timeout=settings.fs_command_timeout))
+            command_timeout=settings.fs_command_timeout, connect_timeout=settings.fs_command_timeout,
+            event_format=settings.fs_event_format))
         self.esl = factory(self._on_event)
         self.live: dict[str, Live] = {}
         self.by_call: dict[str, str] = {}  # call id -> live attempt id
@@ -343,19 +344,23 @@ class Engine:
         self._orphans[event.uuid] = HangupFacts(
             cause=event.cause, q850=event.q850, sip_status=event.sip_status,
             answered=event.answered or event.billsec > 0, answered_at=event.answered_at, ended_at=event.ended_at,
-            billsec=event.billsec, duration=event.duration, message_started=None)
+            billsec=event.billsec, duration=event.duration, played_ms=event.played_ms,
+            message_started=event.message_started)
         while len(self._orphans) > 20_000:
             self._orphans.popitem(last=False)
 
     @staticmethod
     def _facts(live: Live, event: ChannelHangup) -> HangupFacts:
         answered = event.answered or event.billsec > 0
-        started: bool | None = live.message_started or bool(live.played_ms)
-        if answered and not started and not live.watched:
-            started = None  # we may have missed its playback events
+        # the hangup event's own variables say whether the switch opened the message; playback
+        # events (when subscribed) say it too
+        started: bool | None = event.message_started
+        if live.message_started or live.played_ms:
+            started = True
         return HangupFacts(cause=event.cause, q850=event.q850, sip_status=event.sip_status, answered=answered,
                            answered_at=event.answered_at, ended_at=event.ended_at, billsec=event.billsec,
-                           duration=event.duration, played_ms=live.played_ms, message_started=started)
+                           duration=event.duration, played_ms=live.played_ms or event.played_ms,
+                           message_started=started)
 
     def _finish(self, ends: list[tuple[Live, HangupFacts]]) -> list[Finished]:
         """End attempts in SQL (one transaction), then free their cap slots (one round trip)."""

@@ -110,6 +110,10 @@ class ChannelHangup:
     billsec: int
     duration: int
     started_at: datetime | None = None
+    #: answered legs: whether the switch opened the message (its playback variables exist: a file it
+    #: could not open leaves them out), and how much of it was sent; None when not answered
+    message_started: bool | None = None
+    played_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,13 @@ class Commands:
             conn.format, conn.all = None, False
             conn.events.clear()
             conn.send(wire.command_reply("+OK no longer listening for events"))
+        elif cmd == "filter":
+            header, _, value = arg.strip().partition(" ")
+            if not header or not value:
+                conn.send(wire.command_reply("-ERR invalid filter"))
+            else:
+                conn.filters.append((header, value.strip()))
+                conn.send(wire.command_reply(f"+OK filter added. [{header}]=[{value.strip()}]"))
         elif cmd == "nixevent":
             for name in arg.split():
                 conn.events.discard(name)

@@ -8,9 +8,11 @@ ALL); api replies and events share one ordered outgoing queue per connection.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gevent
@@ -88,6 +90,7 @@ class Connection:
         self.format: str | None = None   # "plain" | "json" once subscribed
         self.events: set = set()
         self.all = False
+        self.filters: list = []  # [(header, value or /regex/)]: an event passes if one matches
         self.out: list = []
         self.ready = Event()
         self.closing = False
@@ -153,6 +156,22 @@ class Connection:
 
     def wants(self, name: str) -> bool:
         return self.format is not None and (self.all or name in self.events)
+
+    def passes(self, header: Callable[[str], str | None]) -> bool:
+        """ESL ``filter``: with filters set, an event goes out only if one of them matches it
+        (a ``/regex/`` value is searched, any other value compared), as mod_event_socket does."""
+        if not self.filters:
+            return True
+        for name, value in self.filters:
+            actual = header(name)
+            if actual is None:
+                continue
+            if value.startswith("/") and value.endswith("/") and len(value) > 1:
+                if re.search(value[1:-1], actual):
+                    return True
+            elif actual == value:
+                return True
+        return False
 
     # -- input -----------------------------------------------------------------------
     def serve(self) -> None:
@@ -289,7 +308,14 @@ class Simulator:
 
     def emit(self, tpl, values: dict, var_pairs=(), body: str | None = None) -> None:
         """Render ``tpl`` once per wanted format and queue it on subscribed connections."""
-        targets = [c for c in self.conns if c.wants(tpl.name)]
+        variables = dict(var_pairs)
+
+        def header(name: str) -> str | None:
+            if name == "Event-Name":
+                return str(tpl.name)
+            return variables.get(name) if name.startswith("variable_") else None
+
+        targets = [c for c in self.conns if c.wants(tpl.name) and c.passes(header)]
         if not targets:
             return
         values.update(self._common())

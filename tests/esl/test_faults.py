@@ -16,6 +16,7 @@ import pytest
 from greenswitch.esl import ESLProtocol, InboundESL
 
 from dialer.esl import (
+    DIALER_FILTERS,
     EslAuthError,
     EslClient,
     EslConnection,
@@ -150,6 +151,10 @@ def dialer_handler(
             return
         if first.startswith("event "):
             conn.send(SUBSCRIBED)
+            for _ in DIALER_FILTERS:  # the client's filters follow its subscription
+                if conn.read() is None:
+                    return
+                conn.send(b"Content-Type: command/reply\nReply-Text: +OK filter added.\n\n")
             commands_ready.clear()
             subscribed.set()
             # the client connects its commands connection after subscribing
@@ -560,10 +565,12 @@ def test_originate_sends_bgapi_with_our_job_uuid(server: Any) -> None:
             "ignore_early_media=true}sofia/gateway/carrier/5551000006 "
             f"&playback(/srv/zc-test/audio/test.wav)\nJob-UUID: {UUID}"
         )
-        subscribe = [c for c in commands if c.startswith("event ")]
+        subscribe = [c for c in commands if c.startswith(("event ", "filter "))]
         assert subscribe == [
-            "event json BACKGROUND_JOB CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA "
-            "CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE PLAYBACK_START PLAYBACK_STOP"
+            "event plain BACKGROUND_JOB CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER "
+            "CHANNEL_HANGUP_COMPLETE",
+            "filter variable_zc_call_id /./",  # only our legs' events and our jobs' results
+            "filter Event-Name BACKGROUND_JOB",
         ]
     finally:
         client.close()

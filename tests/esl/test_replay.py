@@ -20,6 +20,14 @@ from simulator.replay import ReplayServer
 
 from .conftest import Collector, capture, index, sent_commands
 
+# the dialer's subscription when the transcripts were recorded (plain events, playback events too,
+# no filters): the replay answers the commands the capture's client sent, in that order
+RECORDED: dict[str, object] = {
+    "event_format": "plain", "filters": (),
+    "events": ("BACKGROUND_JOB", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+               "CHANNEL_HANGUP_COMPLETE", "PLAYBACK_START", "PLAYBACK_STOP"),
+}
+
 pytestmark = pytest.mark.timeout(30)
 
 AUDIO = "/srv/zc-test/audio/test.wav"
@@ -43,8 +51,7 @@ def replay_client(
     server = ReplayServer(capture(name), mode="split").start()
     collector = Collector()
     host, port = server.address
-    client = EslClient(host, port, "ClueCon", on_event=collector, command_timeout=3,
-                       event_format="plain")  # the transcripts were recorded with plain events
+    client = EslClient(host, port, "ClueCon", on_event=collector, command_timeout=3, **RECORDED)
     client.connect()
     try:
         yield client, collector, server, name
@@ -171,7 +178,7 @@ def test_wrong_password_raises_auth_error() -> None:
 def test_shutdown_capture_reports_connection_lost() -> None:
     with ReplayServer(capture("shutdown.plain.txt"), mode="split") as server:
         collector = Collector()
-        client = EslClient(*server.address, "ClueCon", on_event=collector, command_timeout=3)
+        client = EslClient(*server.address, "ClueCon", on_event=collector, command_timeout=3, **RECORDED)
         client.connect()
         try:
             assert client.api("fsctl shutdown") == "+OK\n"
@@ -198,6 +205,6 @@ def test_connect_fails_when_the_subscription_is_refused() -> None:
     # auth-and-api.txt answers the second command with an api/response, not +OK
     with ReplayServer(capture("auth-and-api.txt"), mode="split") as server:
         collector = Collector()
-        client = EslClient(*server.address, "ClueCon", on_event=collector, command_timeout=1)
+        client = EslClient(*server.address, "ClueCon", on_event=collector, command_timeout=1, **RECORDED)
         with pytest.raises(EslCommandError):
             client.connect()  # "event plain" answered by an api/response: refused

@@ -268,3 +268,16 @@ def test_picking_from_json_events_reads_what_a_full_parse_reads(name: str) -> No
         picked = parse_json_event(body, TRANSLATED_HEADERS)
         assert picked.headers == {k: v for k, v in full.headers.items() if k in TRANSLATED_HEADERS}
         assert translate(picked, require_call_id=False) == translate(full, require_call_id=False)
+
+
+@pytest.mark.parametrize(("name", "started"), [
+    ("dialer-subscription.answered-playback.plain.txt", True),
+    ("dialer-subscription.answered-remote-hangup.plain.txt", True),
+    ("dialer-subscription.playback-missing.plain.txt", False),
+])
+def test_the_hangup_says_whether_the_message_started(name: str, started: bool) -> None:
+    """Recorded on the real switch: a file it cannot open leaves no playback variables."""
+    hangups = [e for e in (translate(r) for r in raw_events(capture(name))) if isinstance(e, ChannelHangup)]
+    assert hangups and all(h.answered for h in hangups)
+    assert {h.message_started for h in hangups} == {started}
+    assert all((h.played_ms or 0) > 0 for h in hangups) is started
