@@ -202,6 +202,10 @@ class Engine:
         gevent.joinall(self._greenlets, timeout=timeout)
         gevent.killall([g for g in self._greenlets if not g.dead], timeout=1)
         self._dial_pool.kill(timeout=1)
+        try:  # claimed but never sent: back to the queue (retry unused) for another dialer
+            self._unclaim([lv for lv in self.live.values() if lv.originated is False])
+        except (sa_exc.SQLAlchemyError, redis.RedisError):
+            pass  # they stay ours until the heartbeat goes stale, then are adopted
         self.esl.close()
         try:
             if not self.live:  # attempts still open stay ours until the heartbeat goes stale
