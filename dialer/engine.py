@@ -380,6 +380,7 @@ class Engine:
                 gevent.spawn_later(delay + 0.05, self._wake.set)
             if f.cause == cs.OUTCOME_UNKNOWN:
                 self.counters.unknown += 1
+                self._recently_ended.pop(f.attempt_id, None)  # its late record must be read, not deleted
             live = by_attempt.get(f.attempt_id)
             if live is not None:
                 self._log_state(live.a, f.status.value, cause=f.cause, charged=str(f.charged),
