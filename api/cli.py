@@ -53,6 +53,15 @@ def _money(raw: str, what: str) -> Decimal:
     return value
 
 
+def _rate(raw: str) -> Decimal:
+    """A rate per minute: exact money, and positive (a zero or negative rate would make calls free
+    or credit the customer)."""
+    value = _money(raw, "rate")
+    if value <= 0:
+        _fail(f"rate must be positive, got {raw!r}", "INVALID_RATE")
+    return value
+
+
 def alembic_config(database_url: str) -> Any:
     from alembic.config import Config
 
@@ -103,12 +112,14 @@ def register_cli(app: Flask) -> None:
                         pulse: int | None, max_concurrent: int | None) -> None:
         """Create an account, its owner user and a first API key (printed once)."""
         svc = _services(app)
+        if pulse is not None and pulse <= 0:
+            _fail("pulse must be positive", "INVALID_PULSE")
         with svc.sessions() as session:
             try:
                 created = create_account(
                     session, svc.settings, name=name, email=email, password=password,
                     balance=_money(balance, "balance"),
-                    rate_per_minute=_money(rate, "rate") if rate is not None else None,
+                    rate_per_minute=_rate(rate) if rate is not None else None,
                     pulse_seconds=pulse, max_concurrent_calls=max_concurrent,
                 )
             except AccountError as exc:
@@ -143,7 +154,7 @@ def register_cli(app: Flask) -> None:
         with svc.sessions() as session:
             acc = _get_or_fail(session, Account, account_id, "account")
             if rate is not None:
-                acc.rate_per_minute = _money(rate, "rate")
+                acc.rate_per_minute = _rate(rate)
             if pulse is not None:
                 if pulse <= 0:
                     _fail("pulse must be positive", "INVALID_PULSE")
