@@ -49,8 +49,8 @@ def test_call_ended_while_its_dialer_was_dead_is_settled_from_the_hangup_another
     call was charged twice, or not at all)."""
     sim = stack.simulator()
     tenant = stack.tenant(make_tenant)
-    audio = upload(tenant, seconds=120)  # 6 s of real time
-    env = {"DIALER_OWNER_STALE_SECONDS": 3, "CDR_WAIT_SECONDS": 120}
+    audio = upload(tenant, seconds=80)  # 4 s of real time
+    env = {"DIALER_OWNER_STALE_SECONDS": 8, "CDR_WAIT_SECONDS": 120}
     first = stack.dialer(sim, **env)
     placed = stack.place(tenant, audio, "6", max_retries=2)
     stack.wait_status(placed.call_id, "ANSWERED")
@@ -59,6 +59,9 @@ def test_call_ended_while_its_dialer_was_dead_is_settled_from_the_hangup_another
     (attempt,) = stack.attempts(placed.call_id)
     assert attempt.id in live_channels(sim), "the call ended before the new dialer listened"
     row = _ended_on_switch(stack, sim, placed.call_id)
+    # it ended before the dead process's heartbeat went stale: nobody owned what heard it
+    (attempt,) = stack.attempts(placed.call_id)
+    assert f":{first.pid}:" in attempt.owner and attempt.ended_at is None, "adopted before the hangup"
     stack.wait_status(placed.call_id, "COMPLETED", timeout=20)
     _assert_settled_once(stack, placed.call_id, row)
     assert len(sim_rows_of(sim.logged_calls(), placed.call_id)) == 1
