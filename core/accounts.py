@@ -18,7 +18,11 @@ from core.settings import Settings
 
 
 class AccountError(ValueError):
-    pass
+    """Refused input; ``code`` is the error code the API and the CLI answer with."""
+
+    def __init__(self, message: str, code: str = "INVALID_ACCOUNT") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,11 @@ def set_terms(session: Session, account: Account, *, rate_per_minute: Decimal | 
     are refused (a call is never free and never pays the customer). Calls already placed keep the
     rate they were reserved at."""
     if rate_per_minute is not None and rate_per_minute <= 0:
-        raise AccountError("the rate must be positive")
+        raise AccountError("the rate must be positive", "INVALID_RATE")
     if pulse_seconds is not None and pulse_seconds <= 0:
-        raise AccountError("the pulse must be positive")
+        raise AccountError("the pulse must be positive", "INVALID_PULSE")
     if max_concurrent_calls is not None and max_concurrent_calls <= 0:
-        raise AccountError("the concurrent-call limit must be positive")
+        raise AccountError("the concurrent-call limit must be positive", "INVALID_LIMIT")
     if rate_per_minute is not None:
         account.rate_per_minute = rate_per_minute
     if pulse_seconds is not None:

@@ -204,6 +204,10 @@ class Engine:
         gevent.joinall(self._greenlets, timeout=timeout)
         gevent.killall([g for g in self._greenlets if not g.dead], timeout=1)
         self._dial_pool.kill(timeout=1)
+        try:  # claimed but never sent: back to the queue (retry unused) for another dialer
+            self._unclaim([lv for lv in self.live.values() if lv.originated is False])
+        except (sa_exc.SQLAlchemyError, redis.RedisError):
+            pass  # they stay ours until the heartbeat goes stale, then are adopted
         self.esl.close()
         try:
             if not self.live:  # attempts still open stay ours until the heartbeat goes stale
@@ -382,6 +386,7 @@ class Engine:
                 gevent.spawn_later(delay + 0.05, self._wake.set)
             if f.cause == cs.OUTCOME_UNKNOWN:
                 self.counters.unknown += 1
+                self._recently_ended.pop(f.attempt_id, None)  # its late record must be read, not deleted
             live = by_attempt.get(f.attempt_id)
             if live is not None:
                 self._log_state(live.a, f.status.value, cause=f.cause, charged=str(f.charged),

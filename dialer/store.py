@@ -237,11 +237,12 @@ class Store:
             conn.execute(sa.delete(_instances).where(_instances.c.id == self.owner))
 
     def live_owners(self, stale_after: timedelta) -> set[str]:
-        """Dialer processes of this node whose heartbeat is fresh (this one included)."""
+        """Dialer processes whose heartbeat is fresh, of every node (this one included): after a
+        Redis flush each of them must restore its leases before anything new is granted, since
+        account, campaign and number caps are shared by all nodes."""
         cutoff = self.clock() - stale_after
         with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(_instances.c.id).where(
-                _instances.c.node == self.node, _instances.c.heartbeat_at >= cutoff)).scalars())
+            return set(conn.execute(sa.select(_instances.c.id).where(_instances.c.heartbeat_at >= cutoff)).scalars())
 
     # -- what to dial ------------------------------------------------------------------------
     def due_sources(self, now: datetime | None = None) -> list[Source]:

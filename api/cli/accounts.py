@@ -79,7 +79,7 @@ def group(app: Flask) -> AppGroup:
                 set_terms(session, acc, rate_per_minute=money(rate, "rate") if rate is not None else None,
                           pulse_seconds=pulse, max_concurrent_calls=max_concurrent)
             except AccountError as exc:
-                fail(str(exc), "INVALID_RATE")
+                fail(str(exc), exc.code)
             out({"account_id": acc.id, "rate_per_minute": money_str(acc.rate_per_minute),
                  "pulse_seconds": acc.pulse_seconds, "max_concurrent_calls": acc.max_concurrent_calls})
 

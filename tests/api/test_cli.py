@@ -107,8 +107,8 @@ def test_accounts_create_bad_input(flask_cli, created):
 
 
 @pytest.mark.parametrize(("args", "code"), [
-    (("--rate", "0"), "INVALID_RATE"), (("--rate", "-2.50"), "INVALID_RATE"), (("--pulse", "0"), "INVALID_RATE"),
-    (("--pulse", "-30"), "INVALID_RATE"), (("--max-concurrent", "0"), "INVALID_RATE"),
+    (("--rate", "0"), "INVALID_RATE"), (("--rate", "-2.50"), "INVALID_RATE"), (("--pulse", "0"), "INVALID_PULSE"),
+    (("--pulse", "-30"), "INVALID_PULSE"), (("--max-concurrent", "0"), "INVALID_LIMIT"),
     (("--rate", "abc"), "INVALID_AMOUNT"),
 ])
 def test_set_rate_refuses_zero_and_negative_terms(flask_cli, created, args, code):

@@ -17,8 +17,10 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -46,8 +48,6 @@ FINAL = [s.value for s in CallStatus if s.is_final]
 T = TypeVar("T")
 
 
-
-
 # -- the FreeSWITCH simulator ----------------------------------------------------------------
 
 
@@ -59,9 +59,13 @@ def esl_api(port: int, command: str, timeout: float = 5.0) -> str:
 class SimProcess:
     """``python -m simulator`` on port 0 (or a given port, for a restart)."""
 
-    def __init__(self, log_dir: Path, *args: str, port: int = 0, time_scale: float = TIME_SCALE) -> None:
+    def __init__(self, log_dir: Path, *args: str, port: int = 0, time_scale: float = TIME_SCALE,
+                 cdr_dir: Path | None = None) -> None:
         self.args = args
         self.log_dir = log_dir
+        # where the switch writes its own record of each leg (mod_json_cdr's log-dir)
+        self.cdr_dir = cdr_dir or log_dir / f"cdr-{secrets.token_hex(3)}"
+        self.cdr_dir.mkdir(parents=True, exist_ok=True)
         self.time_scale = time_scale
         self.call_log = log_dir / f"sim-calls-{secrets.token_hex(3)}.jsonl"
         self.proc: subprocess.Popen[str] | None = None
@@ -75,7 +79,7 @@ class SimProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port),
                  "--password", SIM_PASSWORD, "--time-scale", str(self.time_scale), "--heartbeat", "0",
-                 "--call-log", str(self.call_log), *self.args],
+                 "--call-log", str(self.call_log), "--cdr-dir", str(self.cdr_dir), *self.args],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
             assert self.proc.stdout is not None
             ready, _, _ = select.select([self.proc.stdout], [], [], 15)
@@ -110,6 +114,99 @@ class SimProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def live_channels(sim: SimProcess) -> set[str]:
+    """The uuids of the channels the switch has up now (``show channels as json``)."""
+    body = json.loads(sim.api("show channels as json"))
+    return {row["uuid"] for row in body.get("rows", [])}
+
+
+# -- a TCP proxy a test can cut: one process loses its database, Redis or switch ------------
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to a service. ``cut()`` drops every connection and refuses
+    new ones (the service looks stopped to whoever goes through the proxy, and only to them);
+    ``restore()`` listens on the same port again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(256)
+        listener.settimeout(0.1)
+        self.port = listener.getsockname()[1]
+        with self._lock:
+            self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    @property
+    def up(self) -> bool:
+        return self._listener is not None
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._socks |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+        listener.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(src)
+            self._drop(dst)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._listener = None  # the accept loop closes it within 0.1 s
+            socks, self._socks = list(self._socks), set()
+        for sock in socks:
+            self._drop(sock)
+        time.sleep(0.2)  # the port refuses connections from here on
 
 
 # -- the dialer --------------------------------------------------------------------------------
@@ -156,6 +253,13 @@ class DialerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(5)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process is frozen (a long pause, a starved CPU) but keeps its sockets."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.alive():
             self.proc.terminate()
@@ -192,19 +296,45 @@ class Stack:
         self.dialers: list[DialerProcess] = []
         self.node = f"e2e-{secrets.token_hex(4)}"
         self.accounts: list[str] = []
+        self.proxies: list[TcpProxy] = []
 
     # processes
-    def simulator(self, *args: str) -> SimProcess:
-        sim = SimProcess(self.log_dir, *args)
+    def simulator(self, *args: str, cdr_dir: Path | None = None) -> SimProcess:
+        sim = SimProcess(self.log_dir, *args, cdr_dir=cdr_dir)
         self.sims.append(sim)
         return sim
 
     def dialer(self, sim: SimProcess, *, node: str | None = None, ready: bool = True, **env: Any) -> DialerProcess:
+        """A dialer of ``sim`` reading the switch's records where the switch writes them (unless
+        ``CDR_DIR`` is given)."""
+        env.setdefault("CDR_DIR", sim.cdr_dir)
         dialer = DialerProcess(self.settings, sim.port, self.log_dir, node or self.node, **env)
         self.dialers.append(dialer)
         if ready:
             self.wait_ready(dialer)
         return dialer
+
+    def proxy_to_sql(self) -> tuple[TcpProxy, str]:
+        """A proxy in front of the database, and the DATABASE_URL that goes through it."""
+        url = sa.engine.make_url(self.settings.database_url)
+        if url.get_backend_name() == "sqlite":
+            pytest.fail("this test needs a database server (it cuts the dialer's connection to it)")
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 3306)
+        self.proxies.append(proxy)
+        return proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+    def proxy_to_redis(self) -> tuple[TcpProxy, str]:
+        """A proxy in front of Redis, and the REDIS_URL that goes through it."""
+        kwargs = self.redis.connection_pool.connection_kwargs
+        proxy = TcpProxy(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 6379)))
+        self.proxies.append(proxy)
+        return proxy, f"redis://127.0.0.1:{proxy.port}/{int(kwargs.get('db', 0))}"
+
+    def proxy_to_switch(self, sim: SimProcess) -> TcpProxy:
+        """A proxy in front of the simulator's event socket (pass ``FS_PORT=proxy.port``)."""
+        proxy = TcpProxy("127.0.0.1", sim.port)
+        self.proxies.append(proxy)
+        return proxy
 
     def heartbeat(self, dialer: DialerProcess) -> dict[str, Any] | None:
         raw = self.redis.get(f"zc:dialer:{dialer.node}:{dialer.pid}")
@@ -224,6 +354,8 @@ class Stack:
             dialer.kill9()
         for sim in self.sims:
             sim.kill()
+        for proxy in self.proxies:
+            proxy.cut()
         # calls a failed test left behind must not be dialed by the next test's dialers
         if self.accounts:
             with self.sql.begin() as conn:
@@ -268,6 +400,32 @@ class Stack:
     def set_call(self, call_id: str, **values: Any) -> None:
         with self.sql.begin() as conn:
             conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
+
+    def set_account(self, account_id: str, **values: Any) -> None:
+        with self.sql.begin() as conn:
+            conn.execute(sa.update(Account).where(Account.id == account_id).values(**values))
+
+    def ledger(self, call_id: str) -> list[Any]:
+        """The ledger entries of one call, in the order they were written."""
+        from core.models import LedgerEntry
+
+        with self.sql.connect() as conn:
+            return list(conn.execute(sa.select(LedgerEntry.__table__).where(LedgerEntry.call_id == call_id)
+                                     .order_by(LedgerEntry.id)))
+
+    def charges(self, call_id: str) -> list[Any]:
+        from core.states import LedgerKind
+
+        return [e for e in self.ledger(call_id) if LedgerKind(e.kind) is LedgerKind.CHARGE]
+
+    def owned_by(self, dialer: DialerProcess, *, open_only: bool = True) -> list[Any]:
+        """The attempts a dialer process claimed (its owner id carries its pid)."""
+        a = CallAttempt.__table__.c
+        query = sa.select(CallAttempt.__table__).where(a.owner.like(f"%:{dialer.pid}:%"))
+        if open_only:
+            query = query.where(a.ended_at.is_(None))
+        with self.sql.connect() as conn:
+            return list(conn.execute(query))
 
     def status(self, call_id: str) -> str:
         return str(CallStatus(self.call(call_id).status).value)
@@ -357,6 +515,22 @@ class Stack:
         now_ms = int(time.time() * 1000)
         self.redis.zremrangebyscore(key, "-inf", now_ms)
         return int(self.redis.zcard(key))
+
+
+def sim_rows_of(rows: list[dict[str, Any]], call_id: str) -> list[dict[str, Any]]:
+    """The switch's channels of one call (every originate carries ``zc_call_id``)."""
+    return [r for r in rows if (r.get("vars") or {}).get("zc_call_id") == call_id]
+
+
+def max_live(rows: list[dict[str, Any]]) -> int:
+    """The most channels the switch had up at once among ``rows`` (its own start/end times)."""
+    edges = sorted([(r["start"], 1) for r in rows] + [(r["end"] or r["start"], -1) for r in rows],
+                   key=lambda e: (e[0], e[1]))  # an end and a start at the same instant do not overlap
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    return peak
 
 
 def assert_sim_no_overlap(calls: list[dict[str, Any]]) -> None:
