@@ -108,8 +108,8 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
     os.environ.update(env)
     try:
         from api import create_app
-        from core.accounts import create_account
         from core.settings import load_settings
+        from services.accounts import create_account
 
         settings = load_settings()
         app = create_app(replace(settings, ratelimit_enabled=False))

@@ -347,7 +347,7 @@ class Bench:
     def tenant(self) -> tuple[str, dict[str, str]]:
         from sqlalchemy.orm import Session
 
-        from core.accounts import create_account
+        from services.accounts import create_account
 
         with Session(self.sql) as session:
             created = create_account(session, self.settings, name="Faults Co",

@@ -60,7 +60,7 @@ LOGIN_LIMIT = 5
 
 
 def new_tenant(app: Any, settings: Any) -> Tenant:
-    from core.accounts import create_account
+    from services.accounts import create_account
 
     email = f"hostile-{uuid.uuid4().hex[:12]}@example.pk"
     with app.extensions["zenscall"].sessions() as session:

@@ -87,9 +87,9 @@ def seed(env: dict[str, str], victim_keys: int) -> Seeded:
     try:
         from api import create_app
         from api.resources.api_keys import create_key
-        from core.accounts import create_account
         from core.credentials import LOOKUP_PREFIX_LEN
         from core.settings import load_settings
+        from services.accounts import create_account
 
         settings = load_settings()
         app = create_app(replace(settings, ratelimit_enabled=False))

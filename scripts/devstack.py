@@ -44,10 +44,10 @@ def ensure_demo(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The demo account, key and audio; created once and remembered in VAR_DIR/demo.json."""
     import sqlalchemy as sa
 
-    from core.accounts import create_account
     from core.audio import AudioStore, convert_upload
     from core.db import make_engine, make_session_factory
     from core.models import AudioFile, User
+    from services.accounts import create_account
 
     state_file = settings.var_dir / "demo.json"
     sessions = make_session_factory(make_engine(settings.database_url))

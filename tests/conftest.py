@@ -128,7 +128,7 @@ class Tenant:
 @pytest.fixture()
 def make_tenant(app: Any, settings: Settings) -> Any:
     """Create an account with its owner and an API key: ``make_tenant(balance="1000")``."""
-    from core.accounts import create_account
+    from services.accounts import create_account
 
     def make(balance: str = "1000", **kwargs: Any) -> Tenant:
         email = f"user-{uuid.uuid4().hex[:12]}@example.pk"

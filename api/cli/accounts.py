@@ -9,8 +9,8 @@ from flask.cli import AppGroup
 
 from api.cli.common import fail, get_or_fail, money, out, services
 from billing.rating import money_str
-from core.accounts import AccountError, create_account, set_terms
 from core.models import Account
+from services.accounts import AccountError, create_account, set_terms
 
 
 def group(app: Flask) -> AppGroup:

@@ -7,9 +7,9 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from api.cli.common import fail, get_or_fail, out, services
-from core.accounts import AccountError, create_api_key
 from core.db import utcnow
 from core.models import Account, ApiKey
+from services.accounts import AccountError, create_api_key
 
 
 def group(app: Flask) -> AppGroup:

@@ -8,8 +8,8 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from api.cli.common import fail, get_or_fail, out, services
-from core.accounts import AccountError, create_user, set_password
 from core.models import Account, User
+from services.accounts import AccountError, create_user, set_password
 
 
 def group(app: Flask) -> AppGroup:

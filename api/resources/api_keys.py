@@ -13,9 +13,9 @@ from api.context import db
 from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import ApiKeySchema, DisplayName, NewApiKeySchema
-from core.accounts import create_api_key
 from core.db import utcnow
 from core.models import ApiKey
+from services.accounts import create_api_key
 
 blp = Blueprint("api_keys", __name__, url_prefix="/api/v1/api-keys", description="API keys")
 

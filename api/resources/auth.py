@@ -14,10 +14,10 @@ from api.auth import bearer_token, current, login_tokens, require_auth, rotated_
 from api.context import db
 from api.errors import ApiError
 from api.limits import LOGIN, PASSWORD, route_limit
-from core.accounts import set_password
 from core.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, password_problem, verify_password
 from core.db import utcnow
 from core.models import Account, User
+from services.accounts import set_password
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log in, refresh tokens, change the password")
 

@@ -23,11 +23,11 @@ from api.schemas import CALLER_ID, CallDetailSchema, CallSchema
 from billing.ledger import InsufficientBalance
 from billing.rating import format_pkr
 from core.call_states import CallStatus
-from core.calls import IdempotencyMismatch, NewCall, create_call, fingerprint
-from core.calls import cancel as cancel_call
 from core.models import Call
 from core.phone import InvalidPhoneNumber, normalize_pk
 from core.queues import enqueue_cancel, enqueue_dial
+from services.calls import IdempotencyMismatch, NewCall, create_call, fingerprint
+from services.calls import cancel as cancel_call
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1/calls", description="Single calls")
 

@@ -17,7 +17,7 @@ EXAMPLES = int(os.environ.get("ZC_HOSTILE_EXAMPLES", "15"))
 
 
 def test_every_operation_answers_as_documented(hostile_app: Any, settings: Any) -> None:
-    from core.accounts import create_account
+    from services.accounts import create_account
 
     with hostile_app.extensions["zenscall"].sessions() as session:
         created = create_account(session, settings, name="Fuzz Co", email=f"fuzz-{uuid.uuid4().hex[:10]}@example.pk",
