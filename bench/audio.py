@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.audio import AudioError, Budget, ConversionDeferred, convert_upload  # noqa: E402
 from core.settings import load_settings  # noqa: E402
-from tests.core.audio_samples import ALL_KINDS, encode_sf, sample  # noqa: E402
+from tests.unit.audio_samples import ALL_KINDS, encode_sf, sample  # noqa: E402
 
 MB = 1 << 20
 

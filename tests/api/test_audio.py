@@ -16,7 +16,7 @@ from rq import SimpleWorker
 from core.audio.job import job_id, pending_uploads
 from tests.api.conftest import assert_error
 from tests.conftest import wav_bytes
-from tests.core.audio_samples import encode_sf, sample, tone
+from tests.unit.audio_samples import encode_sf, sample, tone
 
 AUDIO_FIELDS = {"id", "name", "status", "original_filename", "source_format", "duration_ms", "duration_seconds",
                 "size_bytes", "sample_rate", "channels", "sha256", "created_at", "error"}

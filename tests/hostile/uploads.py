@@ -126,7 +126,7 @@ def recording_payloads(rng: Any, count: int) -> tuple[list[tuple[str, str, bytes
     Returns (payloads, labels that may decode): a damaged recording can still hold decodable audio,
     so those may be accepted (within the limits, writing only their own WAV) or refused; never a 5xx.
     """
-    from tests.core.audio_samples import sample
+    from tests.unit.audio_samples import sample
 
     out: list[tuple[str, str, bytes]] = []
     for kind, name in (("M4A/AAC", "memo.m4a"), ("3GP/AMR-NB", "rec.3gp"), ("AMR-NB", "rec.amr"),

@@ -33,7 +33,7 @@ from core.audio import (
     UnsupportedAudio,
     convert_upload,
 )
-from tests.core.audio_samples import ALL_KINDS, encode_av, encode_sf, sample, tone
+from tests.unit.audio_samples import ALL_KINDS, encode_av, encode_sf, sample, tone
 
 MB = 1 << 20
 LIMITS = {"max_bytes": 20 * MB, "max_seconds": 120.0}
@@ -64,7 +64,7 @@ def check_canonical(out: ConvertedAudio) -> np.ndarray:
     return samples
 
 
-# kind -> (source_format, source rate) of a 1.5 s mono tone made by tests/core/audio_samples.py
+# kind -> (source_format, source rate) of a 1.5 s mono tone made by tests/unit/audio_samples.py
 EXPECTED = {
     "WAV": ("WAV", 44100), "MP3": ("MP3", 44100), "OGG/Vorbis": ("OGG/Vorbis", 48000), "FLAC": ("FLAC", 22050),
     "AIFF": ("AIFF", 44100), "M4A/AAC": ("M4A/AAC", 48000), "MP4/AAC": ("MP4/AAC", 44100),
