@@ -28,8 +28,9 @@ import sqlalchemy as sa
 
 from core.models import Account, Call, CallAttempt
 from tests.model import invariants
-from tests.model.services import Dialer, Services, Simulator, Tenant, wait
+from tests.model.services import Dialer, Services, Simulator, Tenant, wait, window
 
+OPEN = {"QUEUED", "DIALING", "RINGING", "ANSWERED"}
 QUICK = {"DIALER_OWNER_STALE_SECONDS": 3, "CDR_WAIT_SECONDS": 5, "CAP_LEASE_SECONDS": 6,
          "FS_ORIGINATE_TIMEOUT": 20}
 
@@ -76,6 +77,20 @@ def statuses(services: Services, call_ids: list[str]) -> dict[str, Any]:
                 conn.execute(sa.select(Call.id, Call.status).where(Call.id.in_(call_ids)))}
 
 
+def settled(services: Services, call_ids: list[str], timeout: float) -> dict[str, Any]:
+    """The calls' statuses once none is open any more, or at the deadline."""
+    try:
+        wait("the calls to end", lambda: not OPEN & set(statuses(services, call_ids).values()), timeout)
+    except TimeoutError:
+        pass
+    return statuses(services, call_ids)
+
+
+def reserved(services: Services, tenant: Tenant) -> Decimal:
+    with services.sql.connect() as conn:
+        return Decimal(conn.scalar(sa.select(Account.reserved).where(Account.id == tenant.account_id)))
+
+
 def test_an_attempt_given_back_after_a_disconnect_is_originated_once(
         services: Services, switch: Callable[[int], Simulator]) -> None:
     # ten originates per second: twelve calls are claimed in one sweep, most of them wait for slots
@@ -88,8 +103,7 @@ def test_an_attempt_given_back_after_a_disconnect_is_originated_once(
                    lambda: (lambda w: w if len(w) >= 4 else None)(claimed_not_originated(services, sim, calls)),
                    20, 0.02)
     assert sim.api("sim_drop_all").startswith("+OK")
-    wait("every call to end", lambda: all(s in ("COMPLETED", "FAILED", "NO_ANSWER", "BUSY", "CANCELLED")
-                                          for s in statuses(services, calls).values()), 60)
+    assert not OPEN & set(settled(services, calls, 60).values())
     wait("the switch to have no channel left", lambda: sim.current() == 0, 30)
     originated = Counter(row["uuid"] for row in sim.rows())
     twice = {uuid: n for uuid, n in originated.items() if n > 1}
@@ -115,14 +129,35 @@ def test_a_call_cancelled_while_waiting_for_its_slot_ends_cancelled_after_a_disc
     # old behaviour: the reconnect gave the attempt back (QUEUED again) with the cancel already
     # marked; the dispatcher never claims a call whose cancel was asked for, so it stayed QUEUED
     # for ever, its reservation held
-    try:
-        wait(f"the cancelled call {victim} to end", lambda: statuses(services, [victim])[victim] != "QUEUED"
-             and statuses(services, [victim])[victim] not in ("DIALING", "RINGING", "ANSWERED"), 20)
-    finally:
-        final = statuses(services, [victim])[victim]
-    assert final == "CANCELLED", final
-    wait("every call to end", lambda: all(s not in ("QUEUED", "DIALING", "RINGING", "ANSWERED")
-                                          for s in statuses(services, calls).values()), 60)
-    with services.sql.connect() as conn:
-        reserved = conn.scalar(sa.select(Account.reserved).where(Account.id == tenant.account_id))
-    assert Decimal(reserved) == 0
+    final = settled(services, calls, 30)
+    assert final[victim] == "CANCELLED", (final[victim], f"reserved {reserved(services, tenant)}")
+    assert not OPEN & set(final.values()), final
+    assert reserved(services, tenant) == 0
+
+
+def test_a_campaign_cancelled_while_an_attempt_waits_for_its_slot_leaves_no_call_open(
+        services: Services, switch: Callable[[int], Simulator]) -> None:
+    sim = switch(1)
+    tenant = services.tenant(max_concurrent_calls=10)
+    audio = services.audio(tenant, seconds=40)
+    phones = [f"0302{secrets.randbelow(10**6):06d}0" for _ in range(3)]
+    response = services.post_campaign(tenant, audio, phones, window=window(-2, 4), concurrent_limit=3)
+    assert response.status_code == 201, response.get_json()
+    campaign = str(response.get_json()["id"])
+
+    def imported() -> list[str]:
+        with services.sql.connect() as conn:
+            return list(conn.scalars(sa.select(Call.id).where(Call.campaign_id == campaign)))
+
+    calls = wait("the import", lambda: (lambda ids: ids if len(ids) == 3 else None)(imported()), 30)
+    wait("an attempt of the campaign claimed and waiting for its pacing slot",
+         lambda: claimed_not_originated(services, sim, calls), 20, 0.05)
+    response = services.client.post(f"/api/v1/campaigns/{campaign}/cancel", headers=tenant.headers)
+    assert response.status_code == 200, response.get_json()
+    assert sim.api("sim_drop_all").startswith("+OK")
+    # old behaviour: the attempt given back at the reconnect left its call QUEUED in a CANCELLED
+    # campaign; nothing dials or ends the calls of a cancelled campaign, so it stayed open for ever
+    # with its reservation held
+    final = settled(services, calls, 30)
+    assert not OPEN & set(final.values()), (final, f"reserved {reserved(services, tenant)}")
+    assert reserved(services, tenant) == 0
