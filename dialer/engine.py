@@ -113,6 +113,7 @@ class Live:
     kill_since: float = 0.0
     deadline: float = 0.0  # monotonic: cut it when still up after this
     gone_since: float | None = None  # FreeSWITCH no longer has it: waiting for its CDR
+    given_back: bool = False  # unclaimed: never to be originated by this object again
 
 
 @dataclass
@@ -394,7 +395,9 @@ class Engine:
         return done
 
     def _forget(self, live: Live) -> None:
-        self.live.pop(live.a.attempt_id, None)
+        if self.live.get(live.a.attempt_id) is not live:
+            return  # already forgotten, and maybe claimed again under the same id
+        del self.live[live.a.attempt_id]
         if self.by_call.get(live.a.call_id) == live.a.attempt_id:
             del self.by_call[live.a.call_id]
         self._recently_ended[live.a.attempt_id] = None
@@ -528,8 +531,8 @@ class Engine:
         if wait > 0:
             gevent.sleep(wait)
         a = live.a
-        if a.attempt_id not in self.live:
-            return  # ended meanwhile (e.g. cancelled)
+        if self.live.get(a.attempt_id) is not live or live.given_back:
+            return  # ended meanwhile (e.g. cancelled), or given back and claimed again under its id
         if live.kill_cause is not None or a.cancel_requested:
             # cancelled while it waited for its slot: never dialed
             self._with_retry(lambda: self._finish([(live, HangupFacts(cause=cs.CANCELLED_BY_USER))]), "cancel")
@@ -562,10 +565,20 @@ class Engine:
         self.counters.recent_originates.append(time.monotonic())
 
     def _unclaim(self, lives: list[Live]) -> None:
-        self.store.unclaim([lv.a for lv in lives])
+        """Attempts never sent go back to the queue; those whose call (or campaign) was cancelled
+        meanwhile end CANCELLED instead, never dialed. An attempt is given back once: the call may
+        be claimed again at once under the same attempt id, by a new object this must not touch."""
+        lives = [lv for lv in lives if not lv.given_back and lv.originated is False
+                 and self.live.get(lv.a.attempt_id) is lv]
+        if not lives:
+            return
+        for live in lives:
+            live.given_back = True
+        cancelled = {a.attempt_id for a in self.store.unclaim([lv.a for lv in lives])}
+        self._finish([(lv, HangupFacts(cause=cs.CANCELLED_BY_USER)) for lv in lives if lv.a.attempt_id in cancelled])
         for live in lives:
             self._forget(live)
-        self._release([lv.lease for lv in lives])
+        self._release([lv.lease for lv in lives if lv.a.attempt_id not in cancelled])
         self._wake.set()
 
     # -- cancel -------------------------------------------------------------------------------------

@@ -411,23 +411,40 @@ class Store:
                            description="reservation released: call not dialed", now=now)
         return [(r.id, cause) for r in rows]
 
-    def unclaim(self, attempts: Sequence[Attempt]) -> int:
+    def unclaim(self, attempts: Sequence[Attempt]) -> list[Attempt]:
         """Give back attempts whose originate was never sent: QUEUED again at once, the retry not
-        used, the reservation kept for the next claim (the attempt id becomes the call's next)."""
+        used, the reservation kept for the next claim (the attempt id becomes the call's next).
+
+        Returns the attempts NOT given back: their call was cancelled meanwhile, or its campaign
+        was (a queued call would then never be claimed nor ended); the caller ends those (finish,
+        with ``cancel_requested``). The calls are locked first, so a cancel cannot slip between."""
         if not attempts:
-            return 0
+            return []
         now = self.clock()
         with self.engine.begin() as conn:
-            gone = conn.execute(sa.delete(_attempts).where(
-                _attempts.c.id.in_([a.attempt_id for a in attempts]), _attempts.c.ended_at.is_(None),
-                _attempts.c.owner == self.owner)).rowcount
-            rows = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "next_attempt_id": a.attempt_id,
-                     "attempts_count": a.attempt_no - 1} for a in attempts]
-            sqlbatch.run_case_update(conn, _calls, "id", ("next_attempt_id", "attempts_count"), rows,
-                                     guard="live_attempt_id", extra=_unclaim_guard, const={
-                                         "status": cs.check(Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
-                                         "live_attempt_id": None, "next_attempt_at": now, "updated_at": now})
-        return int(gone)
+            # locked in the order every writer takes them (campaigns, then calls): a cancel of
+            # either waits for this transaction and then finds the call where it can end it
+            campaign_status, cancel_asked = self._lock_for_end(conn, attempts)
+
+            def cancelled(a: Attempt) -> bool:
+                return (a.call_id in cancel_asked
+                        or campaign_status.get(a.campaign_id or "") is CampaignStatus.CANCELLED)
+
+            ended = [a for a in attempts if cancelled(a)]
+            back = [a for a in attempts if not cancelled(a)]
+            if back:
+                conn.execute(sa.delete(_attempts).where(
+                    _attempts.c.id.in_([a.attempt_id for a in back]), _attempts.c.ended_at.is_(None),
+                    _attempts.c.owner == self.owner))
+                rows = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "next_attempt_id": a.attempt_id,
+                         "attempts_count": a.attempt_no - 1} for a in back]
+                sqlbatch.run_case_update(conn, _calls, "id", ("next_attempt_id", "attempts_count"), rows,
+                                         guard="live_attempt_id", extra=_unclaim_guard, const={
+                                             "status": cs.check(Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
+                                             "live_attempt_id": None, "next_attempt_at": now, "updated_at": now})
+        for a in ended:
+            a.cancel_requested = True
+        return ended
 
     # -- live states -----------------------------------------------------------------------------
     def advance(self, steps: Sequence[Advance]) -> list[bool]:
@@ -479,17 +496,10 @@ class Store:
 
     def _finish(self, ends: Sequence[tuple[Attempt, HangupFacts]]) -> list[Finished]:
         now = self.clock()
-        c = _calls.c
         with self.engine.begin() as conn:
             # locks in the order every writer takes them (campaign, then calls, then accounts), so a
             # cancel arriving meanwhile waits and is then seen: a cancelled call is never queued again
-            camp_ids = sorted({a.campaign_id for a, _ in ends if a.campaign_id})
-            campaign_status = dict(conn.execute(
-                sa.select(_campaigns.c.id, _campaigns.c.status).where(_campaigns.c.id.in_(camp_ids))
-                .order_by(_campaigns.c.id).with_for_update()).all()) if camp_ids else {}
-            cancelled = {r.id for r in conn.execute(
-                sa.select(c.id, c.cancel_requested_at).where(c.id.in_([a.call_id for a, _ in ends]))
-                .order_by(c.id).with_for_update()) if r.cancel_requested_at is not None}
+            campaign_status, cancelled = self._lock_for_end(conn, [a for a, _ in ends])
             settles = [self._settle(a, f, a.call_id in cancelled, campaign_status.get(a.campaign_id or ""), now)
                        for a, f in ends]
             attempt_rows = [{
@@ -524,6 +534,20 @@ class Store:
             books.flush()
         return [Finished(s.attempt.call_id, s.attempt.attempt_id, s.nxt.status, s.cause, s.charge,
                          s.nxt.next_attempt_at, s.answered) for s in settles]
+
+    @staticmethod
+    def _lock_for_end(conn: sa.Connection, attempts: Sequence[Attempt]) -> tuple[dict[str, Any], set[str]]:
+        """Lock the campaigns, then the calls, of attempts about to end (the order every writer takes
+        them); their campaigns' statuses and the calls whose customer asked to cancel."""
+        c, camp = _calls.c, _campaigns.c
+        camp_ids = sorted({a.campaign_id for a in attempts if a.campaign_id})
+        status = {k: CampaignStatus(v) for k, v in conn.execute(
+            sa.select(camp.id, camp.status).where(camp.id.in_(camp_ids)).order_by(camp.id).with_for_update()
+        )} if camp_ids else {}
+        cancel_asked = {r.id for r in conn.execute(
+            sa.select(c.id, c.cancel_requested_at).where(c.id.in_(sorted({a.call_id for a in attempts})))
+            .order_by(c.id).with_for_update()) if r.cancel_requested_at is not None}
+        return status, cancel_asked
 
     def _settle(self, a: Attempt, f: HangupFacts, cancel_requested: bool, campaign_status: Any,
                 now: datetime) -> _Settle:

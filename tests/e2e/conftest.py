@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -566,10 +567,27 @@ def sql(settings: Settings) -> Iterator[sa.engine.Engine]:
     engine.dispose()
 
 
+def quiet_leftovers(sql: sa.engine.Engine) -> None:
+    """Calls and campaigns other tests left due in the shared database (tests that place calls
+    without a dialer) would be dialed by this test's dialers and share its caps and pacing: they
+    are ended (calls) and paused (campaigns) before each process-level test, which then sees only
+    what it makes itself."""
+    from core.models import Campaign
+
+    now = datetime.now(UTC)
+    with sql.begin() as conn:
+        conn.execute(sa.update(Call.__table__).where(Call.__table__.c.status == CallStatus.QUEUED)
+                     .values(status=CallStatus.CANCELLED, ended_at=now, next_attempt_at=None,
+                             last_cause="TEST_LEFTOVER"))
+        conn.execute(sa.update(Campaign.__table__).where(Campaign.__table__.c.status.in_(["RUNNING", "SCHEDULED"]))
+                     .values(status="PAUSED", pause_reason="TEST_LEFTOVER"))
+
+
 @pytest.fixture()
 def stack(settings: Settings, api_client: Any, sql: sa.engine.Engine, tmp_path: Path,
           request: pytest.FixtureRequest) -> Iterator[Stack]:
     rds = redis.Redis.from_url(settings.redis_url or "")
+    quiet_leftovers(sql)
     s = Stack(settings, api_client, sql, rds, tmp_path)
     try:
         yield s
