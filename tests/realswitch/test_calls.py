@@ -17,7 +17,7 @@ import pytest
 
 from dialer.cdr import CdrDirectory, CdrRecord, cdr_filename
 from dialer.esl import EslClient, build_originate
-from dialer.events import ChannelAnswered, ChannelHangup, OriginateResult, PlaybackStarted, PlaybackStopped
+from dialer.events import ChannelAnswered, ChannelHangup, OriginateResult
 from tests.esl.conftest import Collector
 from tests.realswitch.conftest import Rig
 
@@ -68,10 +68,10 @@ def _call(esl: tuple[EslClient, Collector], rig: Rig, number: str, audio: str, *
 
 def test_answered_call_plays_the_message_and_leaves_a_record(rig: Rig, esl: tuple[EslClient, Collector]) -> None:
     events, hangup, _ = _call(esl, rig, "923001234566", rig.message(4), limit_s=10)
-    kinds = [type(e) for e in events]
-    assert ChannelAnswered in kinds and PlaybackStarted in kinds and PlaybackStopped in kinds
-    stop = next(e for e in events if isinstance(e, PlaybackStopped))
-    assert stop.played_ms == 4000
+    kinds = {type(e) for e in events}
+    # the dialer's subscription: no playback events; the hangup itself says what was played
+    assert kinds == {OriginateResult, ChannelAnswered, ChannelHangup}, kinds
+    assert hangup.message_started and hangup.played_ms == 4000
     assert hangup.cause == "NORMAL_CLEARING" and hangup.answered and hangup.billsec in (4, 5)
     record = _record(rig, hangup.uuid)
     assert (record.uuid, record.call_id) == (hangup.uuid, hangup.call_id)
@@ -87,8 +87,7 @@ def test_a_callee_that_sends_no_media_hears_the_message_and_the_call_ends(
     playback, so the 4 s message plays out and the call ends by itself."""
     events, hangup, took = _call(esl, rig, "923001234560", rig.message(4), limit_s=7, timeout=10)
     assert took < 4 + 3
-    stop = next(e for e in events if isinstance(e, PlaybackStopped))
-    assert stop.played_ms == 4000
+    assert hangup.message_started and hangup.played_ms == 4000
     assert hangup.cause == "NORMAL_CLEARING" and hangup.answered
     record = _record(rig, hangup.uuid)
     assert record.played_ms == 4000 and record.playback_response == "FILE PLAYED"
@@ -102,11 +101,10 @@ def test_the_hard_limit_ends_a_call_that_would_go_on(rig: Rig, esl: tuple[EslCli
     assert hangup.answered_at is not None
     talk = (hangup.ended_at - hangup.answered_at).total_seconds()
     assert 4 < talk < 6, talk
-    stop = next(e for e in events if isinstance(e, PlaybackStopped))
-    assert stop.played_ms is not None and 3500 < stop.played_ms < 6500
+    assert hangup.message_started and hangup.played_ms is not None and 3500 < hangup.played_ms < 6500
     record = _record(rig, hangup.uuid)
     assert (record.cause, record.q850, record.answered) == ("ALLOTTED_TIMEOUT", 16, True)
-    assert record.played_ms == stop.played_ms
+    assert record.played_ms == hangup.played_ms
 
 
 def test_the_hard_limit_ends_a_stalled_playback(rig: Rig, esl: tuple[EslClient, Collector]) -> None:
@@ -120,10 +118,10 @@ def test_the_hard_limit_ends_a_stalled_playback(rig: Rig, esl: tuple[EslClient, 
     events = _events(collector, attempt, 10)
     hangup = events[-1]
     assert isinstance(hangup, ChannelHangup) and hangup.cause == "ALLOTTED_TIMEOUT"
-    stop = next(e for e in events if isinstance(e, PlaybackStopped))
-    assert stop.played_ms is not None and stop.played_ms < 500  # stuck after the first frames
+    assert hangup.message_started and hangup.played_ms is not None
+    assert hangup.played_ms < 500  # stuck after the first frames
     record = _record(rig, attempt)
-    assert record.playback_response == "PLAYBACK ERROR" and record.played_ms == stop.played_ms
+    assert record.playback_response == "PLAYBACK ERROR" and record.played_ms == hangup.played_ms
 
 
 def test_media_timeout_ends_a_call_without_media(rig: Rig, esl: tuple[EslClient, Collector]) -> None:
@@ -145,9 +143,8 @@ def test_missing_message_file(rig: Rig, esl: tuple[EslClient, Collector]) -> Non
     billsec 0; the record has no playback variables and says FILE NOT FOUND."""
     missing = str(rig.audio_dir / "no-such-message.wav")
     events, hangup, took = _call(esl, rig, "923001234566", missing, limit_s=10, timeout=10)
-    kinds = [type(e) for e in events]
-    assert ChannelAnswered in kinds
-    assert PlaybackStarted not in kinds and PlaybackStopped not in kinds
+    assert ChannelAnswered in [type(e) for e in events]
+    assert hangup.message_started is False and hangup.played_ms is None
     assert hangup.cause == "NORMAL_CLEARING" and hangup.answered and hangup.billsec == 0 and took < 3
     record = _record(rig, hangup.uuid)
     assert record.answered and not record.playback_started and record.played_ms is None
@@ -158,7 +155,7 @@ def test_not_audio_is_the_same_as_missing(rig: Rig, esl: tuple[EslClient, Collec
     bad = rig.audio_dir / "not-audio.wav"
     bad.write_bytes(b"RIFF....WAVEjunk" * 100)
     events, hangup, _ = _call(esl, rig, "923001234566", str(bad), limit_s=10, timeout=10)
-    assert PlaybackStarted not in [type(e) for e in events]
+    assert ChannelAnswered in [type(e) for e in events] and hangup.message_started is False
     assert _record(rig, hangup.uuid).playback_response == "FILE NOT FOUND"
 
 
