@@ -9,14 +9,14 @@ from typing import Any
 from flask import Flask, send_from_directory
 from flask.wrappers import Response
 from flask_jwt_extended import JWTManager
-from flask_limiter.errors import RateLimitExceeded
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import errors
 from api.context import Services, close_db
-from api.limits import bind_route_limits, exempt_endpoints, init_limits, rate_limited_response
+from api.key_cache import VerifiedKeys
+from api.limits import bind_route_limits, exempt_endpoints, init_limits
 from api.metrics import init_metrics
 from api.request_body import RequestBodyGuard
 from api.schemas import ErrorSchema
@@ -24,7 +24,7 @@ from api.security import init_security
 from core import redis_conn
 from core.audio import AudioStore
 from core.db import make_engine, make_session_factory
-from core.queues import dial_queue, work_queue
+from core.queues import DialNudges, dial_queue, work_queue
 from core.settings import Settings, load_settings
 
 API_PREFIX = "/api/v1"
@@ -51,16 +51,21 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     logging.getLogger("zenscall").setLevel(logging.INFO)
 
     redis_url = redis_conn.redis_url(settings)
-    engine = make_engine(settings.database_url)
+    # one gevent worker serves many requests at once: a fixed pool they queue for, since a
+    # connection opened and closed per request (the overflow) costs more than the request
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=0)
     redis_client = redis_conn.connect(settings)
+    dialer_jobs = dial_queue(redis_client, settings.dialer_queue)
     app.extensions["zenscall"] = Services(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         redis=redis_client,
-        dial_queue=dial_queue(redis_client, settings.dialer_queue),
+        dial_queue=dialer_jobs,
+        dial_nudges=DialNudges(dialer_jobs),
         work_queue=work_queue(redis_client),
         audio=AudioStore(settings.audio_dir),
+        api_keys=VerifiedKeys(settings.api_key_cache_seconds),
     )
 
     app.config.update(
@@ -116,7 +121,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         return send_from_directory(_swagger_assets(), filename)
 
     errors.register_error_handlers(app)
-    app.register_error_handler(RateLimitExceeded, rate_limited_response)
     app.teardown_appcontext(close_db)
 
     from api.cli import register_cli

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 
-from api.context import db
+from api.context import db, services
 from api.errors import ApiError
 from core import refresh_tokens
-from core.credentials import LOOKUP_PREFIX_LEN, api_key_matches, looks_like_api_key
+from core.credentials import LOOKUP_PREFIX_LEN, api_key_hash_matches, hash_api_key, looks_like_api_key
 from core.db import utcnow
 from core.models import Account, ApiKey, User, new_id
 
@@ -126,8 +126,19 @@ def _user_principal(claims: dict[str, Any]) -> Principal:
 
 
 def _api_key_principal(token: str) -> Principal:
+    """The account of a verified, unrevoked API key of an active account (401 / 403 otherwise).
+
+    A key this process verified less than ``API_KEY_CACHE_SECONDS`` ago is taken from its
+    cache (``api.key_cache``) without reading SQL; any other key is read with its account.
+    """
     if not looks_like_api_key(token):
         raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
+    key_hash = hash_api_key(token)
+    verified_keys = services().api_keys
+    cached = verified_keys.get(key_hash)
+    if cached is not None:
+        cached.last_used_at = _touch(cached.api_key_id, cached.last_used_at)
+        return Principal(account_id=cached.account_id, user_id=None, api_key_id=cached.api_key_id)
     session = db()
     # the key and its account in one round trip: the account is checked right after
     found = session.execute(
@@ -136,30 +147,45 @@ def _api_key_principal(token: str) -> Principal:
         .where(ApiKey.prefix == token[:LOOKUP_PREFIX_LEN])
     ).one_or_none()
     key, account = found if found is not None else (None, None)
-    if key is None or not api_key_matches(token, key.key_hash):
+    if key is None or not api_key_hash_matches(key_hash, key.key_hash):
         raise unauthorized("The API key is invalid.", "INVALID_API_KEY")
     g.account = account  # only once verified: a forged key names another account's row
     if key.revoked_at is not None:
         raise unauthorized("The API key has been revoked.", "API_KEY_REVOKED")
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
-        session.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        session.commit()
+    _check_active(account)
+    last_used_at = _touch(key.id, key.last_used_at)
+    verified_keys.put(key_hash, key.id, key.account_id, last_used_at)
     return Principal(account_id=key.account_id, user_id=None, api_key_id=key.id)
+
+
+def _touch(api_key_id: str, last_used_at: datetime | None) -> datetime | None:
+    """Record the key's use, at most once per ``LAST_USED_GRANULARITY``; the time now recorded."""
+    now = utcnow()
+    if last_used_at is not None and now - last_used_at <= LAST_USED_GRANULARITY:
+        return last_used_at
+    session = db()
+    session.execute(sa.update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=now))
+    session.commit()
+    return now
+
+
+def _check_active(account: Account | None) -> None:
+    if account is None or not account.active:
+        raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
 
 
 def _verify() -> Principal:
     token = bearer_token()
     if token is None:
         raise unauthorized("Send 'Authorization: Bearer <JWT or API key>'.")
-    api_key = token.startswith("zc_")
-    principal = _api_key_principal(token) if api_key else _user_principal(decode_jwt(token, "access"))
-    # Kept in ``g`` for the whole request: the session's identity map holds objects weakly, so
-    # a later ``get`` of the same account (placing a call) is answered without another SELECT.
-    account = g.get("account") or db().get(Account, principal.account_id)
-    g.account = account
-    if account is None or not account.active:
-        raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    if token.startswith("zc_"):
+        principal = _api_key_principal(token)
+    else:
+        principal = _user_principal(decode_jwt(token, "access"))
+        # Kept in ``g`` for the whole request: the session's identity map holds objects weakly,
+        # so a later ``get`` of the same account is answered without another SELECT.
+        g.account = db().get(Account, principal.account_id)
+        _check_active(g.account)
     g.principal = principal
     return principal
 

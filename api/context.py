@@ -10,7 +10,9 @@ from rq import Queue
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.key_cache import VerifiedKeys
 from core.audio import AudioStore
+from core.queues import DialNudges
 from core.settings import Settings
 
 
@@ -21,8 +23,10 @@ class Services:
     sessions: sessionmaker[Session]
     redis: redis.Redis
     dial_queue: Queue
+    dial_nudges: DialNudges
     work_queue: Queue
     audio: AudioStore
+    api_keys: VerifiedKeys
 
 
 def services() -> Services:

@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import sqlalchemy as sa
-from flask import current_app
-from limits import parse
 from sqlalchemy.orm import Session
 
 from api.auth import current
 from api.context import db, services
 from api.errors import ApiError
-from api.limits import current_limiter
+from api.limits import hit
 from api.resources.audio import upload_filename
 from campaigns.csv_reader import SNIFF_BYTES, CsvError, sniff
 from core.campaign_states import CampaignStatus
@@ -113,23 +111,12 @@ def pending_imports(account_id: str) -> int:
 
 def _account_upload_limit(account_id: str) -> None:
     """429 ``RATE_LIMITED`` past ``RATELIMIT_UPLOAD`` uploads of the account (moving window, in
-    the rate limiter's storage). A storage error lets the upload through: the per-key limit (with
-    its in-memory fallback) and the pending-imports cap still hold."""
-    limiter = current_limiter()
-    if not limiter.enabled:
-        return
-    item = parse(services().settings.ratelimit_upload)
-    identity = (current_app.config.get("RATELIMIT_KEY_PREFIX", ""), f"account:{account_id}", "upload")
-    try:
-        allowed = limiter.limiter.hit(item, *identity)
-        reset, _ = limiter.limiter.get_window_stats(item, *identity) if not allowed else (0.0, 0)
-    except Exception:  # noqa: BLE001 - storage unreachable
-        log.warning("upload limit not checked: rate-limit storage unreachable", exc_info=True)
-        return
-    if not allowed:
-        retry = max(1, int(reset - time.time()) + 1)
-        raise ApiError(429, "RATE_LIMITED", f"Rate limit exceeded ({item}) for CSV uploads of this account. "
-                       "Retry after the time in Retry-After.", {"limit": str(item)},
+    the rate limits' storage; counted in memory while Redis is unreachable)."""
+    full = hit(services().settings.ratelimit_upload, "upload-account", f"account:{account_id}")
+    if full is not None:
+        retry = max(1, full.reset_at - int(time.time()))
+        raise ApiError(429, "RATE_LIMITED", f"Rate limit exceeded ({full.item}) for CSV uploads of this account. "
+                       "Retry after the time in Retry-After.", {"limit": str(full.item)},
                        headers={"Retry-After": str(retry)})
 
 

@@ -1,9 +1,14 @@
 """Campaign CSV import at scale: a generated CSV of a million numbers into MariaDB.
 
-Usage: ``python bench/import_csv.py [--rows 1000000] [--db-server mysql+pymysql://root@127.0.0.1:3306]
-[--profile]``
+Usage: ``python bench/import_csv.py [--rows 1000000] [--defaults-file deploy/mariadb/zenscall.cnf |
+--server-defaults | --db-server mysql+pymysql://root@127.0.0.1:3306] [--profile]``
 
-Creates a throw-away database ``zc_bench_<random>``, migrates it, and in the same run measures
+By default it starts a MariaDB server of its own (``bench/private_mariadb.py``: a temporary
+datadir, ``mariadbd --defaults-file=deploy/mariadb/zenscall.cnf``), so the figures are those of
+the settings ZensCall ships, whatever the machine's own server uses; ``--server-defaults``
+starts it with MariaDB's built-in defaults instead (128 MB buffer pool, 96 MB redo log) and
+``--db-server`` uses an existing server as it is configured. In that server it creates a
+throw-away database ``zc_bench_<random>``, migrates it, and in the same run measures
 
 1. a plain bulk insert of the same pre-normalised rows into ``calls`` (Core executemany, the
    importer's batch size) for a reference campaign, then
@@ -42,6 +47,7 @@ import sqlalchemy as sa  # noqa: E402
 from alembic import command  # noqa: E402
 
 from api.cli import alembic_config  # noqa: E402
+from bench.private_mariadb import DEFAULT_CNF, PrivateMariaDB  # noqa: E402
 from campaigns import importer  # noqa: E402
 from core.call_states import CallStatus  # noqa: E402
 from core.campaign_states import CampaignStatus  # noqa: E402
@@ -165,27 +171,38 @@ def _rss_now_mb() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--db-server", default="mysql+pymysql://root@127.0.0.1:3306")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--defaults-file", type=Path, default=DEFAULT_CNF,
+                       help="start a private MariaDB with this configuration (default: the shipped one)")
+    where.add_argument("--server-defaults", action="store_true",
+                       help="start the private MariaDB with its built-in defaults (--no-defaults)")
+    where.add_argument("--db-server", help="use this existing server instead of a private one, as configured")
     parser.add_argument("--profile", action="store_true", help="print the import's cProfile top functions")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace Python allocations (slows the import down, so off by default)")
     parser.add_argument("--keep", action="store_true", help="keep the database (for inspection)")
-    parser.add_argument("--buffer-pool-mb", type=int, default=0,
-                        help="set MariaDB's innodb_buffer_pool_size for the run (restored after); the "
-                             "import of a million rows needs the table's indexes to fit: 128 MB (the "
-                             "server default) makes every insert wait on disk, 1-2 GB is what production uses")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    private = None
+    if args.db_server is None:
+        private = PrivateMariaDB(None if args.server_defaults else args.defaults_file, keep=args.keep).start()
+        args.db_server = private.server_url
+        print(f"private MariaDB on port {private.port}, "
+              + ("built-in defaults" if args.server_defaults else f"--defaults-file={args.defaults_file}"))
+    try:
+        return run(args)
+    finally:
+        if private is not None:
+            private.stop()
+
+
+def run(args: argparse.Namespace) -> int:
     name = f"zc_bench_{secrets.token_hex(4)}"
     server = sa.create_engine(args.db_server, isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        original_pool = int(conn.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar_one())
-        if args.buffer_pool_mb:
-            conn.exec_driver_sql(f"SET GLOBAL innodb_buffer_pool_size = {args.buffer_pool_mb * 2**20}")
-            time.sleep(2)  # the resize runs in the background
-        pool_mb = int(conn.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar_one()) // 2**20
-        print(f"MariaDB innodb_buffer_pool_size: {pool_mb} MB")
+        settings_used = {n: conn.exec_driver_sql(f"SELECT @@{n}").scalar_one() for n in SERVER_VARIABLES}
+        print("MariaDB " + ", ".join(f"{n}={_mb(v) if n in _SIZES else v}" for n, v in settings_used.items()))
         conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     url = f"{args.db_server}/{name}?charset=utf8mb4"
     tmp = Path(tempfile.mkdtemp(prefix="zc_bench_"))
@@ -274,12 +291,19 @@ def main() -> int:
         with server.connect() as conn:
             if not args.keep:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-            if args.buffer_pool_mb:
-                conn.exec_driver_sql(f"SET GLOBAL innodb_buffer_pool_size = {original_pool}")
         server.dispose()
         for p in sorted(tmp.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
         tmp.rmdir()
+
+
+SERVER_VARIABLES = ("version", "innodb_buffer_pool_size", "innodb_log_file_size", "innodb_flush_log_at_trx_commit",
+                    "innodb_io_capacity", "max_allowed_packet")
+_SIZES = {"innodb_buffer_pool_size", "innodb_log_file_size", "max_allowed_packet"}
+
+
+def _mb(value: Any) -> str:
+    return f"{int(value) // 2**20} MB"
 
 
 if __name__ == "__main__":

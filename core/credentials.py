@@ -59,8 +59,9 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def api_key_matches(key: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_api_key(key), stored_hash)
+def api_key_hash_matches(key_hash: str, stored_hash: str) -> bool:
+    """``key_hash`` (``hash_api_key`` of the key sent) is the stored one (constant time)."""
+    return hmac.compare_digest(key_hash, stored_hash)
 
 
 def looks_like_api_key(token: str) -> bool:

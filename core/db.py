@@ -81,11 +81,14 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None,
+                pre_ping: bool = True) -> Engine:
     """An engine tuned for the backend: MariaDB/MySQL in READ COMMITTED, SQLite in WAL.
 
     ``pre_ping=False`` saves a round trip per checkout where the caller retries a transaction
-    on a dropped connection itself (the dialer)."""
+    on a dropped connection itself (the dialer). ``max_overflow`` (default: ``pool_size``)
+    connections beyond the pool are opened when needed and closed when returned; ``0`` makes
+    callers wait for a pooled connection instead (``pool_timeout``, 30 s)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
@@ -116,7 +119,7 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engi
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         isolation_level="READ COMMITTED",
     )
 

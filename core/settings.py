@@ -132,7 +132,7 @@ class Settings:
     max_csv_bytes: int
     max_csv_rows: int
     max_csv_lines: int  # physical lines, blank ones included
-    # rate limits (flask-limiter syntax)
+    # rate limits ("100 per minute", several separated by ";")
     ratelimit_default: str
     ratelimit_create: str
     ratelimit_login: str
@@ -181,6 +181,10 @@ class Settings:
     max_audio_samples: int = 300 * 48_000 * 2  # sample rate x channels x seconds (300 s of 48 kHz stereo)
     audio_inline_cpu_ms: int = 100  # 0: every upload is converted by the worker
     max_pending_imports: int = 3  # an account's CSV imports (campaigns and DNC lists) queued or running
+    # SQL connections of one web process; requests beyond them wait for one (none opened and closed)
+    db_pool_size: int = 20
+    # how long a web process trusts an API key it verified (revocation reaches it within this); 0: never
+    api_key_cache_seconds: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -291,4 +295,6 @@ def load_settings() -> Settings:
         max_audio_samples=_int("MAX_AUDIO_SAMPLES", 300 * 48_000 * 2),
         audio_inline_cpu_ms=_int("AUDIO_INLINE_CPU_MS", 100),
         max_pending_imports=_int("MAX_PENDING_IMPORTS", 3),
+        db_pool_size=_int("DB_POOL_SIZE", 20),
+        api_key_cache_seconds=_float("API_KEY_CACHE_SECONDS", 5.0),
     )

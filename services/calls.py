@@ -12,24 +12,39 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from billing import ledger
 from billing.rating import reservation_for
 from core import call_states as cs
 from core.call_states import CallStatus, Step
 from core.db import utcnow
-from core.models import Account, AudioFile, Call, new_id
+from core.models import ZERO, Account, AudioFile, Call, new_id
+from core.states import AudioStatus
+
+
+@dataclass(frozen=True)
+class CallTerms:
+    """What placing a call reads besides the request: the message and the account's terms."""
+
+    audio_id: str
+    audio_status: AudioStatus
+    duration_ms: int
+    rate_per_minute: Decimal
+    pulse_seconds: int
+    account_active: bool
 
 
 @dataclass(frozen=True)
 class NewCall:
     account_id: str
-    audio: AudioFile
+    terms: CallTerms
     phone_number: str  # E.164
     caller_id: str | None
     max_retries: int
@@ -51,45 +66,63 @@ def find_by_idempotency_key(session: Session, account_id: str, key: str) -> Call
     ).scalar_one_or_none()
 
 
+def _terms_statement() -> sa.Select[Any]:
+    audio, acc = AudioFile.__table__.c, Account.__table__.c
+    return (
+        sa.select(audio.id, audio.status, audio.duration_ms, acc.rate_per_minute, acc.pulse_seconds, acc.active)
+        .select_from(AudioFile.__table__.join(Account.__table__, acc.id == audio.account_id))
+        .where(audio.id == sa.bindparam("audio_id"), audio.account_id == sa.bindparam("account_id"))
+    )
+
+
+# built once with bound parameters: no statement building or cache-key work per request
+_TERMS = _terms_statement()
+_INSERT_CALL = sa.insert(Call.__table__)
+
+
+def call_terms(session: Session, account_id: str, audio_id: str) -> CallTerms | None:
+    """The account's audio ``audio_id`` with the account's rate, pulse and state, in one
+    round trip; None when the account has no such audio."""
+    row = session.connection().execute(_TERMS, {"audio_id": audio_id, "account_id": account_id}).one_or_none()
+    return None if row is None else CallTerms(*row)
+
+
 def create_call(session: Session, new: NewCall, request_fingerprint: str | None) -> tuple[Call, bool]:
     """Store a QUEUED call and its first reservation; (call, created). Commits.
 
     With an idempotency key, a repeat of the same request returns the first call
     (created=False); the same key with another request raises IdempotencyMismatch.
     Raises ledger.InsufficientBalance when the first attempt cannot be paid for.
+    A created call is returned as written (not attached to the session; no attempts yet).
     """
     if new.idempotency_key:
         existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
         if existing is not None:
             session.commit()  # nothing written; ends the read transaction
             return _replay(existing, request_fingerprint)
-    account = session.get(Account, new.account_id)
-    assert account is not None
+    terms = new.terms
     attempt_id = new_id()
-    call = Call(
-        id=new_id(),
-        account_id=new.account_id,
-        audio_id=new.audio.id,
-        phone_number=new.phone_number,
-        caller_id=new.caller_id,
-        status=cs.check(Step.CREATE, None, CallStatus.QUEUED),
-        max_retries=new.max_retries,
-        retry_delay_seconds=new.retry_delay_seconds,
-        next_attempt_at=utcnow(),
-        next_attempt_id=attempt_id,
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": new_id(), "account_id": new.account_id, "audio_id": terms.audio_id,
+        "phone_number": new.phone_number, "caller_id": new.caller_id,
+        "status": cs.check(Step.CREATE, None, CallStatus.QUEUED), "max_retries": new.max_retries,
+        "retry_delay_seconds": new.retry_delay_seconds, "attempts_count": 0, "next_attempt_at": now,
+        "next_attempt_id": attempt_id,
         # the terms of the reservation made below: the first attempt is charged at them
-        rate_per_minute=account.rate_per_minute,
-        pulse_seconds=account.pulse_seconds,
-        idempotency_key=new.idempotency_key,
-        request_fingerprint=request_fingerprint,
-    )
+        "rate_per_minute": terms.rate_per_minute, "pulse_seconds": terms.pulse_seconds,
+        "billsec": 0, "cost": ZERO, "created_at": now, "updated_at": now,
+    }
+    if new.idempotency_key:
+        values.update(idempotency_key=new.idempotency_key, request_fingerprint=request_fingerprint)
+    # the columns left out are NULL (no campaign, nothing live, no outcome yet)
     try:
         # The reservation's conditional UPDATE comes first: it takes the account row's
         # exclusive lock directly. Inserting the call first would share-lock the row (its
         # foreign key) and two requests upgrading their shared locks would deadlock.
-        amount = reservation_for(new.audio.duration_ms, account.rate_per_minute, account.pulse_seconds)
-        ledger.reserve_new(session, new.account_id, amount, call_id=call.id, attempt_id=attempt_id)
-        session.add(call)
+        amount = reservation_for(terms.duration_ms, terms.rate_per_minute, terms.pulse_seconds)
+        ledger.reserve_new(session, new.account_id, amount, call_id=values["id"], attempt_id=attempt_id,
+                           then=(_INSERT_CALL, values))
         session.commit()
     except IntegrityError:
         # a concurrent request with the same idempotency key won the race
@@ -102,6 +135,8 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     except BaseException:
         session.rollback()
         raise
+    call = Call(**values)
+    set_committed_value(call, "attempts", [])  # a call just written has no attempt yet
     return call, True
 
 
@@ -158,3 +193,4 @@ def cancel(session: Session, call_id: str) -> bool:
         if status is None or CallStatus(status).is_final:
             return False
     return False
+

@@ -32,13 +32,15 @@ def group(app: Flask) -> AppGroup:
     @keys_cli.command("revoke")
     @click.argument("key_id")
     def keys_revoke(key_id: str) -> None:
-        """Revoke an API key: requests with it answer 401 (API_KEY_REVOKED) from now on."""
+        """Revoke an API key: requests with it answer 401 (API_KEY_REVOKED) from now on (web
+        processes that verified it a moment ago: within API_KEY_CACHE_SECONDS)."""
         with services(app).sessions() as session:
             row = get_or_fail(session, ApiKey, key_id, "API key")
             already = row.revoked_at is not None
             if not already:
                 row.revoked_at = utcnow()
                 session.commit()
+            services(app).api_keys.forget_key(row.id)
             out({"api_key_id": row.id, "account_id": row.account_id, "prefix": row.prefix,
                  "revoked_at": row.revoked_at, "already_revoked": already})
 

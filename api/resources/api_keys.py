@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from api.auth import current, require_auth
-from api.context import db
+from api.context import db, services
 from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import ApiKeySchema, DisplayName, NewApiKeySchema
@@ -68,8 +68,10 @@ def get_key(key_id: str) -> ApiKey:
 @require_auth
 @blp.response(204)
 def revoke(key_id: str) -> None:
-    """Revoke a key: requests with it answer 401 from now on."""
+    """Revoke a key: requests with it answer 401 from now on (API_KEY_REVOKED)."""
     row = _own_key(key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         db().commit()
+    # this process forgets it at once; the other web processes within API_KEY_CACHE_SECONDS
+    services().api_keys.forget_key(row.id)

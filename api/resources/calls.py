@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from flask import request
 from flask_smorest import Blueprint
 from sqlalchemy.orm import lazyload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from api.auth import current, require_auth
 from api.context import db, services
@@ -25,8 +24,9 @@ from billing.rating import format_pkr
 from core.call_states import CallStatus
 from core.models import Call
 from core.phone import InvalidPhoneNumber, normalize_pk
-from core.queues import enqueue_cancel, enqueue_dial
-from services.calls import IdempotencyMismatch, NewCall, create_call, fingerprint
+from core.queues import enqueue_cancel
+from core.states import AudioStatus
+from services.calls import CallTerms, IdempotencyMismatch, NewCall, call_terms, create_call, fingerprint
 from services.calls import cancel as cancel_call
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1/calls", description="Single calls")
@@ -83,7 +83,7 @@ def own_call(call_id: str) -> Call:
 @blp.route("", methods=["POST"])
 @require_auth
 @route_limit(CREATE)
-@blp.arguments(NewCallArgs)
+@blp.arguments(NewCallArgs())
 @blp.response(201, CallDetailSchema)
 @blp.alt_response(200, schema=CallDetailSchema,
                   description="Replay of an earlier request with the same Idempotency-Key")
@@ -100,10 +100,11 @@ def place_call(body: dict[str, Any]) -> Any:
     if key is not None and not (0 < len(key.strip()) <= MAX_IDEMPOTENCY_KEY):
         raise ApiError(400, "INVALID_IDEMPOTENCY_KEY",
                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
-    audio = own_ready_audio(body["audio_id"])
+    account_id = current().account_id
+    terms = _ready_terms(account_id, body["audio_id"])
     new = NewCall(
-        account_id=current().account_id,
-        audio=audio,
+        account_id=account_id,
+        terms=terms,
         phone_number=phone,
         caller_id=body.get("caller_id", "").lstrip("+") or None,
         max_retries=body.get("max_retries", settings.default_max_retries),
@@ -124,11 +125,23 @@ def place_call(body: dict[str, Any]) -> Any:
                        "This Idempotency-Key was already used with a different request.",
                        {"Idempotency-Key": ["used with a different request body"]}) from None
     if created:
-        # a call that was just written has no attempt yet: answer without loading them
-        set_committed_value(call, "attempts", [])
-        enqueue_dial(services().dial_queue, call.id)
+        services().dial_nudges.call_written(call.id)  # the dialer's job, sent off the request
         return call, 201
     return call, 200, {"Idempotent-Replayed": "true"}
+
+
+def _ready_terms(account_id: str, audio_id: str) -> CallTerms:
+    """The caller's READY audio with the account's terms (one SELECT); 404 / 409 as
+    ``own_ready_audio``, 403 when the account was disabled."""
+    terms = call_terms(db(), account_id, audio_id)
+    if terms is None or terms.audio_status != AudioStatus.READY:
+        own_ready_audio(audio_id)  # raises the 404, or the 409 with the conversion's state and error
+        terms = call_terms(db(), account_id, audio_id)  # it became READY in between
+        if terms is None or terms.audio_status != AudioStatus.READY:
+            raise not_found("Audio file")  # and changed again since
+    if not terms.account_active:
+        raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    return terms
 
 
 @blp.route("", methods=["GET"])

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
+import sqlalchemy as sa
+
+from core.models import Call, LedgerEntry
+from core.states import LedgerKind
 from tests.api.conftest import assert_error
 
 LEDGER_FIELDS = {"id", "kind", "amount", "hold", "balance_after", "reserved_after", "call_id", "attempt_id",
@@ -85,6 +89,15 @@ def test_concurrent_calls_never_overspend(make_app, make_tenant, upload_audio, b
     assert sorted(codes) == [201] * 4 + [402] * 8
     row, sums = books(tenant.account_id)
     assert row == sums == (Decimal("5.00"), Decimal("5.00"))
+    # a refused call leaves no row; each placed one holds exactly its own reservation
+    with app.extensions["zenscall"].sessions() as session:
+        calls = session.execute(sa.select(Call.id, Call.next_attempt_id).where(
+            Call.account_id == tenant.account_id)).all()
+        holds = session.execute(sa.select(LedgerEntry.call_id, LedgerEntry.attempt_id, LedgerEntry.hold).where(
+            LedgerEntry.account_id == tenant.account_id, LedgerEntry.kind == LedgerKind.RESERVE)).all()
+    assert len(calls) == 4
+    assert sorted((c, a) for c, a, _ in holds) == sorted(calls)
+    assert {h for _, _, h in holds} == {Decimal("1.25")}
     balance = app.test_client().get("/api/v1/balance", headers=tenant.headers).get_json()
     assert balance["available"] == "0.00"
 

@@ -10,6 +10,7 @@ import pytest
 
 from core.call_states import CallStatus
 from tests.api.conftest import assert_error
+from tests.waiting import wait_for
 
 CALL_FIELDS = {"id", "phone_number", "status", "audio_id", "campaign_id", "caller_id", "max_retries",
                "retry_delay_seconds", "attempt_count", "next_attempt_at", "hangup_cause", "sip_status", "billsec",
@@ -33,10 +34,11 @@ def test_place_call_exactly_as_the_seed(client, tenant, audio, settings, app):
     assert call["attempts"] == [] and call["attempt_count"] == 0
     assert call["max_retries"] == settings.default_max_retries
     assert call["cost"] == "0.00" and call["currency"] == "PKR"
-    # the dialer's job is on its queue, named by the call id
+    # the dialer's job follows on its queue (sent off the request), named by the call id
     queue = app.extensions["zenscall"].dial_queue
-    job = queue.fetch_job(f"dial-{call['id']}")
-    assert job is not None and job.args == (call["id"],)
+    # (job_ids, not fetch_job: that drops the id of a job it cannot find yet from the queue)
+    wait_for("the call's dial job", lambda: f"dial-{call['id']}" in queue.job_ids, timeout=10)
+    assert queue.fetch_job(f"dial-{call['id']}").args == (call["id"],)
 
 
 def test_place_call_with_extras(place_call, tenant, audio):

@@ -134,13 +134,13 @@ def test_unreachable_redis_falls_back_to_memory(make_app, tenant, upload_audio, 
 
 
 def test_dedicated_apps_do_not_share_limiter_state(make_app, app, tenant):
-    """Each app has its own limiter: a dead Redis in one leaves the others on theirs."""
+    """Each app has its own limits: a dead Redis in one leaves the others on theirs."""
     dead = make_app(redis_url="redis://127.0.0.1:1/0")
     dead.test_client().get("/api/v1/balance", headers=tenant.headers)
     from api.limits import EXTENSION
 
-    assert app.extensions[EXTENSION].limiter is not dead.extensions[EXTENSION].limiter
-    assert app.extensions[EXTENSION].limiter.storage.check()
+    assert app.extensions[EXTENSION] is not dead.extensions[EXTENSION]
+    assert app.extensions[EXTENSION].redis_ok() and not dead.extensions[EXTENSION].redis_ok()
 
 
 def test_creation_limit_is_per_api_key_not_per_address(limited, make_tenant, upload_audio):
@@ -181,8 +181,10 @@ def test_forged_keys_with_a_victims_prefix_spend_the_senders_budget(limited, ten
     assert figures(real) == (5, 4)
 
 
-def test_a_key_is_verified_once_per_request(limited, tenant):
-    """The limiter's bucket and the view share one verification: one lookup of the key per request."""
+def test_a_key_is_verified_once_per_request(make_app, tenant):
+    """The limiter's bucket and the view share one verification: one lookup of the key per request
+    (with the cache of verified keys off, so that every request looks the key up)."""
+    limited = make_app(ratelimit_default="5 per minute", api_key_cache_seconds=0)
     engine = limited.extensions["zenscall"].engine
     statements: list[str] = []
 
@@ -200,3 +202,48 @@ def test_a_key_is_verified_once_per_request(limited, tenant):
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     assert len(statements) == 2, statements  # one SELECT per request, no second hash or lookup
+
+
+def test_route_limits_count_verified_callers_only(limited, upload_audio, tenant):
+    """A request that fails authentication spends its address's application-wide budget but no
+    creation budget (the view's limit comes after require_auth): it answers 401, never 429."""
+    client = limited.test_client()
+    address = {"REMOTE_ADDR": unique_address()}
+    body = {"phone_number": "03001234567", "audio_id": "whatever"}
+    remaining = []
+    for _ in range(3):  # the creation limit is 2 per minute
+        response = client.post("/api/v1/calls", json=body, environ_base=address)
+        assert_error(response, 401)
+        remaining.append(figures(response))
+    assert remaining == [(5, 4), (5, 3), (5, 2)]  # the application-wide figures, counted per address
+
+
+def test_several_limits_in_one_setting_the_first_full_one_answers(make_app, tenant):
+    client = make_app(ratelimit_default="10 per minute;3 per hour").test_client()
+    shown = [figures(client.get("/api/v1/balance", headers=tenant.headers)) for _ in range(3)]
+    assert shown == [(10, 9), (10, 8), (10, 7)]  # the shortest window is the one shown
+    blocked = client.get("/api/v1/balance", headers=tenant.headers)
+    error = assert_error(blocked, 429, "RATE_LIMITED")
+    assert "3 per 1 hour" in error["message"]
+    assert (blocked.headers["X-RateLimit-Limit"], blocked.headers["X-RateLimit-Remaining"]) == ("3", "0")
+    assert time.time() + 3000 < int(blocked.headers["X-RateLimit-Reset"]) <= time.time() + 3602
+    assert 3000 < int(blocked.headers["Retry-After"]) <= 3601
+
+
+def test_a_limited_request_is_counted_in_redis_once_per_limit(limited, tenant, upload_audio):
+    """One check per request records the request in the application-wide window and the
+    route's (the upload went through the main app, with other limits)."""
+    import redis as redis_lib
+
+    from api.limits import EXTENSION, KEY_PREFIX
+
+    audio = upload_audio(tenant)
+    client = limited.test_client()
+    assert client.post("/api/v1/calls", headers=tenant.headers,
+                       json={"phone_number": "03001234567", "audio_id": audio["id"]}).status_code == 201
+    connection: redis_lib.Redis = limited.extensions[EXTENSION].redis
+    bucket = f"key:{tenant.api_key_id}"
+    windows = {k.decode() for k in connection.scan_iter(match=f"{KEY_PREFIX}/*{bucket}/[25]/1/minute")}
+    assert windows == {f"{KEY_PREFIX}/LIMITER/global/{bucket}/5/1/minute",
+                       f"{KEY_PREFIX}/LIMITER/create/{bucket}/2/1/minute"}, windows
+    assert [connection.llen(k) for k in sorted(windows)] == [1, 1]

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import EXTENSION
 from core.settings import ROOT
 from tests.ops.conftest import cli_env, write_heartbeat
+from tests.waiting import wait_for
 
 FAMILIES = {
     "zc_http_requests", "zc_http_request_duration_seconds", "zc_calls", "zc_dialer_calls_in_flight",
@@ -50,6 +51,8 @@ def test_metrics_exposes_every_family_and_the_state(ops_client, ops_app, ops_red
     created = ops_client.post("/api/v1/calls", headers=tenant.headers,
                               json={"phone_number": "03001234566", "audio_id": audio["id"]})
     assert created.status_code in (200, 201, 202), created.get_json()
+    dial_queue = ops_app.extensions["zenscall"].dial_queue
+    wait_for("the call's dial job", lambda: dial_queue.count, timeout=10)  # sent off the request
 
     families, samples = scrape(ops_client)
     assert families >= FAMILIES, FAMILIES - families
@@ -61,12 +64,11 @@ def test_metrics_exposes_every_family_and_the_state(ops_client, ops_app, ops_red
     assert value(samples, "zc_dialers_live") == 2
     assert value(samples, "zc_cap_node_in_use", node="fs1") == 2
     assert value(samples, "zc_cap_node_limit", node="fs1") == 200
-    dial_queue = ops_app.extensions["zenscall"].dial_queue.name
-    assert value(samples, "zc_rq_queue_depth", queue=dial_queue) >= 1
+    assert value(samples, "zc_rq_queue_depth", queue=dial_queue.name) >= 1
     assert ("zc_rq_queue_depth", (("queue", "default"),)) in samples
     assert value(samples, "zc_scrape_source_up", source="sql") == 1
     assert value(samples, "zc_scrape_source_up", source="redis") == 1
-    ops_app.extensions["zenscall"].dial_queue.empty()
+    dial_queue.empty()
 
 
 def test_requests_are_counted_by_url_rule_not_raw_path(ops_client, tenant):
