@@ -547,10 +547,12 @@ def assert_sim_no_overlap(calls: list[dict[str, Any]]) -> None:
 
 @pytest.fixture(scope="session")
 def e2e_app(settings: Settings) -> Any:
-    """The API on the session's database and Redis, without rate limits (tests place many calls)."""
+    """The API on the session's database and Redis, without rate limits (tests place many calls).
+    Uploads are converted in the request whatever the machine's load (no worker converts them in
+    most of these stacks; the deferral to the worker is tested in tests/api/test_audio.py)."""
     from api import create_app
 
-    application = create_app(replace(settings, ratelimit_enabled=False))
+    application = create_app(replace(settings, ratelimit_enabled=False, audio_inline_cpu_ms=60_000))
     application.config["TESTING"] = True
     return application
 
