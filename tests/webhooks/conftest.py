@@ -23,7 +23,7 @@ from rq import Queue
 
 from core.db import make_engine
 from core.settings import Settings
-from tests.api.conftest import unique_address
+from tests.api.conftest import client, make_app, unique_address  # noqa: F401 - fixtures shared with the API tests
 from webhooks.sweeper import Sweeper
 
 ROOT = Path(__file__).resolve().parents[2]
