@@ -34,6 +34,7 @@ from rq import Queue
 
 from core.db import utcnow
 from core.models import Call, Campaign, WebhookEndpoint, WebhookEvent, WebhookSend, new_id
+from core.redis_keys import WEBHOOK_SWEEPER_KEY
 from core.settings import Settings
 
 log = logging.getLogger("zenscall.webhooks")
@@ -215,6 +216,10 @@ class Sweeper:
                 if n < BATCH:
                     break
             sent = dispatch(conn, self.settings, self.enqueue)
+            try:
+                self.queue.connection.set(WEBHOOK_SWEEPER_KEY, int(time.time()), ex=30)
+            except (redis.RedisError, OSError):
+                pass  # Redis away: the enqueues failed too and are tried again
             if time.monotonic() - self._last_retire > 3600:
                 retire(conn, self.retention_days)
                 self._last_retire = time.monotonic()

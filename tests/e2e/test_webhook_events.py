@@ -13,8 +13,8 @@ from tests.e2e.conftest import Stack
 def events_of(stack: Stack, call_id: str) -> list[tuple[str, int, str]]:
     e = WebhookEvent.__table__.c
     with stack.sql.connect() as conn:
-        rows = conn.execute(sa.select(e.type, e.sequence, e.data).where(e.subject_type == "call", e.subject_id == call_id)
-                            .order_by(e.sequence)).all()
+        rows = conn.execute(sa.select(e.type, e.sequence, e.data)
+                            .where(e.subject_type == "call", e.subject_id == call_id).order_by(e.sequence)).all()
     return [(t, s, (d or {}).get("status")) for t, s, d in rows]
 
 
