@@ -275,3 +275,50 @@ def test_status_callback_gets_the_calls_events_signed_with_the_account_secret(ri
     got = wait_for("the callback", lambda: receiver.completed[:1], timeout=30)[0]
     assert got.json["type"] == "call.cancelled" and got.json["data"]["id"] == call_id
     assert readme_verify()(secret, got.body, got.headers["ZensCall-Signature"])
+
+
+def test_an_endpoint_failing_too_long_is_disabled_and_the_others_are_told(rig: Rig, make_tenant: Any) -> None:
+    dead = rig.receiver(lambda n, r: (500, 0.0))
+    alive = rig.receiver()
+    tenant, call_id = tenant_with_call(rig, make_tenant)
+    failing = endpoint(rig, tenant, dead.url)
+    endpoint(rig, tenant, alive.url)
+    write_events(rig, tenant.account_id, call_id, [(CallStatus.DIALING, 1)])
+    rig.sweeper()
+    rig.worker(WEBHOOK_DISABLE_AFTER_HOURS=str(1.5 / 3600))  # 1.5 s of failures instead of 3 days
+
+    notice = wait_for("the webhook.disabled event on the other endpoint", lambda: [
+        b for b in alive.bodies(alive.completed) if b["type"] == "webhook.disabled"], timeout=40)[0]
+    assert notice["data"]["id"] == failing["id"] and notice["data"]["disabled_reason"] == "FAILING"
+    shown = rig.client.get(f"/api/v1/webhooks/{failing['id']}", headers=tenant.headers).get_json()
+    assert shown["enabled"] is False and shown["disabled_reason"] == "FAILING" and shown["failing_since"]
+    attempts = len(dead.received)
+    time.sleep(1.5)
+    assert len(dead.received) == attempts  # nothing more is sent to it
+    assert [b["type"] for b in dead.bodies()].count("webhook.disabled") == 0
+
+
+def test_a_send_failing_past_the_retry_window_ends_failed(webhook_settings: Any, tmp_path: Path,
+                                                          make_tenant: Any) -> None:
+    from dataclasses import replace
+
+    from api import create_app
+
+    settings = replace(webhook_settings, webhook_retry_hours=2.0 / 3600)  # 2 s instead of 24 h
+    app = create_app(settings)
+    rig = Rig(settings, app, tmp_path)
+    try:
+        dead = rig.receiver(lambda n, r: (500, 0.0))
+        tenant, call_id = tenant_with_call(rig, make_tenant)
+        endpoint(rig, tenant, dead.url)
+        (event_id,) = write_events(rig, tenant.account_id, call_id, [(CallStatus.DIALING, 1)])
+        rig.sweeper()
+        rig.worker()
+        wait_for("the send to give up", lambda: send_status(rig, event_id) == ["FAILED"], timeout=40)
+        attempts = len(dead.received)
+        assert attempts >= 1
+        time.sleep(1.5)
+        assert len(dead.received) == attempts
+    finally:
+        rig.close()
+        app.extensions["zenscall"].engine.dispose()
