@@ -1,7 +1,7 @@
 """Webhook deliveries beside the dialer: a receiver that sleeps 1 s per request must slow neither the
 dialer nor another account's deliveries.
 
-Usage: ``python bench/webhooks.py [--calls 1000] [--workers 6] [--concurrency 4] [--measure 60]
+Usage: ``python bench/webhooks.py [--calls 1000] [--workers 6] [--concurrency 4] [--sweep-seconds 1] [--measure 60]
 [--db-server mysql+pymysql://root@127.0.0.1:3306] [--redis-url redis://127.0.0.1:6379/13]``
 
 On a throw-away database (``zc_bench_<random>``, dropped at the end) and its own Redis db (flushed),
@@ -88,6 +88,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=6, help="webhook RQ workers")
     parser.add_argument("--concurrency", type=int, default=4, help="WEBHOOK_ENDPOINT_CONCURRENCY")
+    parser.add_argument("--sweep-seconds", type=float, default=1.0, help="WEBHOOK_SWEEP_SECONDS")
     parser.add_argument("--measure", type=float, default=60.0, help="seconds of deliveries after the dialer")
     parser.add_argument("--db-server", default="mysql+pymysql://root@127.0.0.1:3306")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db of its own (flushed)")
@@ -103,7 +104,7 @@ def main() -> int:
     from api.cli import alembic_config
     from core import outbox
     from core.db import make_engine, utcnow
-    from core.models import WebhookEvent, WebhookSend
+    from core.models import WebhookEvent, WebhookSend, new_id
 
     name = f"zc_bench_{secrets.token_hex(4)}"
     server = sa.create_engine(args.db_server, isolation_level="AUTOCOMMIT")
@@ -136,7 +137,7 @@ def main() -> int:
         add_endpoint(engine, other_account, fast.url)
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "VAR_DIR": str(tmp),
                "WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_ENDPOINT_CONCURRENCY": str(args.concurrency),
-               "WEBHOOK_SWEEP_SECONDS": "0.2"}
+               "WEBHOOK_SWEEP_SECONDS": str(args.sweep_seconds)}
         logs = open(tmp / "webhooks.log", "w")  # noqa: SIM115
         procs.append(subprocess.Popen([sys.executable, "-m", "webhooks"], cwd=ROOT, env=env, stdout=logs,
                                       stderr=subprocess.STDOUT))
@@ -149,8 +150,9 @@ def main() -> int:
         def other_events() -> None:
             while not stop_other.wait(0.2):
                 now = utcnow()
-                row = outbox.event(other_account, "ping", "account", other_account,
-                                   outbox.time_sequence(now), now, {"n": len(written)})
+                # a subject per event, like events of many calls (one subject's events go one at a time)
+                row = outbox.event(other_account, "ping", "webhook", new_id(), outbox.time_sequence(now), now,
+                                   {"n": len(written)})
                 with engine.begin() as conn:
                     outbox.write(conn, [row])
                 written[row["id"]] = now.timestamp()
