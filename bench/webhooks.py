@@ -196,6 +196,8 @@ def main() -> int:
     print(f"{'dialer alone: sustained originates/s':<58}{first['rate']:>10.1f}")
     print(f"{'dialer with webhooks flowing: sustained originates/s':<58}{second['rate']:>10.1f}"
           f"  ({second['rate'] / first['rate']:.2f}x)")
+    print(f"{'dialer wall s, first originate to last call final (alone / with)':<58}{first['wall']:>10.1f}"
+          f" / {second['wall']:.1f}")
     print(f"{'SQL statements per call (alone / with webhooks)':<58}{first['sql_per_call']:>10.2f}"
           f" / {second['sql_per_call']:.2f}")
     print(f"{'events written for the slow receiver':<58}{events:>10d}")

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from rq import Queue, get_current_job
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -36,7 +37,7 @@ from core.models import (
 from core.settings import Settings, load_settings
 from services.representations import call_object, campaign_object
 from webhooks import http, signing
-from webhooks.sweeper import FAILED, PENDING, SUCCEEDED
+from webhooks.sweeper import FAILED, PENDING, SUCCEEDED, dispatch, rq_enqueuer
 
 log = logging.getLogger("zenscall.webhooks")
 
@@ -54,9 +55,19 @@ def _process_engine() -> tuple[sa.Engine, Settings]:
 
 
 def deliver(send_id: str) -> str:
-    """The RQ job: one attempt of one send. Returns what happened (shown by rq-dashboard)."""
+    """The RQ job: one attempt of one send, then the next due sends of the same receiver (its slot
+    is free now: a receiver is not kept waiting for the sweeper's next pass). Returns what
+    happened (shown by rq-dashboard)."""
     engine, settings = _process_engine()
-    return deliver_with(make_session_factory(engine), settings, send_id)
+    outcome = deliver_with(make_session_factory(engine), settings, send_id)
+    job = get_current_job()
+    if job is not None:
+        with engine.connect() as conn:
+            target = conn.execute(sa.select(WebhookSend.target).where(WebhookSend.id == send_id)).scalar()
+            if target is not None:
+                dispatch(conn, settings, rq_enqueuer(Queue(job.origin, connection=job.connection), settings),
+                         targets=[target])
+    return outcome
 
 
 def deliver_with(sessions: Any, settings: Settings, send_id: str) -> str:

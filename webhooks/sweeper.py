@@ -128,8 +128,9 @@ def _callbacks(conn: sa.Connection, events: list[Any]) -> dict[tuple[str, str], 
 
 
 def dispatch(conn: sa.Connection, settings: Settings, enqueue: Callable[[list[str]], None],
-             now: datetime | None = None) -> int:
-    """Lease and enqueue the sends that may go now; how many. Commits before enqueueing.
+             now: datetime | None = None, targets: list[str] | None = None) -> int:
+    """Lease and enqueue the sends that may go now (of ``targets`` only, when given); how many.
+    Commits before enqueueing.
 
     Each receiver is served on its own (its free slots, its earliest due sends), so however many
     sends wait for one slow receiver, the others' are picked in the same pass."""
@@ -143,8 +144,9 @@ def dispatch(conn: sa.Connection, settings: Settings, enqueue: Callable[[list[st
         earlier.c.created_at >= now - timedelta(seconds=settings.webhook_order_wait_seconds))
     chosen: list[str] = []
     with conn.begin():
-        targets = list(conn.execute(sa.select(s.target).distinct().where(
-            s.status == PENDING, s.next_attempt_at <= now, free_lease).limit(BATCH)).scalars())
+        if targets is None:
+            targets = list(conn.execute(sa.select(s.target).distinct().where(
+                s.status == PENDING, s.next_attempt_at <= now, free_lease).limit(BATCH)).scalars())
         if not targets:
             return 0
         busy = dict(conn.execute(sa.select(s.target, sa.func.count()).where(
