@@ -46,6 +46,8 @@ class Account(Base):
     rate_per_minute: Mapped[Decimal] = mapped_column(Money)
     pulse_seconds: Mapped[int] = mapped_column(sa.Integer)
     max_concurrent_calls: Mapped[int] = mapped_column(sa.Integer)
+    # a charge that takes the balance below it sends balance.low (None: never)
+    low_balance_threshold: Mapped[Decimal | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (

@@ -77,6 +77,11 @@ def write(conn: sa.Connection | Any, rows: list[dict[str, Any]]) -> None:
         conn.execute(sa.insert(_events), rows)
 
 
+def balance_event(account_id: str, type_: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """balance.low / balance.depleted: ``data`` is the account's money as ``GET /balance`` shows it."""
+    return event(account_id, type_, "account", account_id, time_sequence(now), now, data)
+
+
 def time_sequence(now: datetime) -> int:
     """The sequence of a subject whose steps are rare and serialised by its row lock (a campaign,
     an account's balance): microseconds since the epoch."""

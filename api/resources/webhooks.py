@@ -3,6 +3,7 @@ secret of ``status_callback`` URLs. See the README's "Webhooks"."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -13,7 +14,8 @@ from api.auth import current, require_auth
 from api.context import db, services
 from api.errors import not_found, validation_error
 from api.pagination import PageArgs, envelope_schema, paginate
-from core.models import WebhookEndpoint
+from api.schemas import MoneyField
+from core.models import Account, WebhookEndpoint
 from core.outbox import EVENT_TYPES
 from webhooks import endpoints
 from webhooks.urls import UnsafeUrl
@@ -94,6 +96,16 @@ class RedeliverySchema(ma.Schema):
     next_attempt_at = ma.fields.AwareDateTime()
 
 
+class BalanceAlertSchema(ma.Schema):
+    low_balance_threshold = MoneyField(allow_none=True, metadata={
+        "description": "PKR: a charge taking the balance below it sends balance.low; null: never"})
+
+
+class BalanceAlertArgs(ma.Schema):
+    low_balance_threshold = ma.fields.Decimal(required=True, allow_none=True, places=2, as_string=True,
+                                              validate=ma.validate.Range(min=0, max=10_000_000))
+
+
 def checked_url(url: str, field: str = "url") -> str:
     settings = services().settings
     try:
@@ -147,6 +159,29 @@ def rotate_signing_secret() -> Any:
     row = endpoints.signing_secret(db(), current().account_id)
     endpoints.rotate(db(), row)
     return row
+
+
+@blp.route("/balance-alert", methods=["GET"])
+@require_auth
+@blp.response(200, BalanceAlertSchema)
+def get_balance_alert() -> dict[str, Any]:
+    """The balance below which a charge sends ``balance.low``."""
+    account = db().get(Account, current().account_id)
+    return {"low_balance_threshold": account.low_balance_threshold if account else None}
+
+
+@blp.route("/balance-alert", methods=["PUT"])
+@require_auth
+@blp.arguments(BalanceAlertArgs)
+@blp.response(200, BalanceAlertSchema)
+def set_balance_alert(body: dict[str, Any]) -> dict[str, Any]:
+    """Set (or with null, remove) the ``balance.low`` threshold, in PKR."""
+    value = body["low_balance_threshold"]
+    threshold = None if value is None else Decimal(value)
+    db().execute(sa.update(Account).where(Account.id == current().account_id)
+                 .values(low_balance_threshold=threshold))
+    db().commit()
+    return {"low_balance_threshold": threshold}
 
 
 @blp.route("/<string:webhook_id>", methods=["GET"])

@@ -1,4 +1,4 @@
-"""webhooks: endpoints, the outbox, sends and deliveries; status_callback
+"""webhooks: endpoints, the outbox, sends and deliveries; status_callback; low-balance threshold
 
 Revision ID: 0008
 Revises: 0007
@@ -109,12 +109,18 @@ def upgrade() -> None:
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status_callback', sa.String(length=2048), nullable=True))
 
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('low_balance_threshold', core.db.Money(), nullable=True))
+
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status_callback', sa.String(length=2048), nullable=True))
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_column('low_balance_threshold')
+
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_column('status_callback')
 

@@ -46,3 +46,25 @@ def test_a_cancelled_queued_call_is_an_event(stack: Stack, make_tenant: Any, upl
     placed = stack.place(tenant, audio, "1")
     stack.cancel(tenant, placed.call_id)
     assert events_of(stack, placed.call_id) == [("call.cancelled", 5, "CANCELLED")]
+
+
+def test_a_charge_below_the_threshold_and_to_zero_are_balance_events(stack: Stack, make_tenant: Any,
+                                                                      upload: Any) -> None:
+    tenant = stack.tenant(make_tenant, balance="1.25")  # exactly one 30 s pulse at PKR 2.50 a minute
+    audio = upload(tenant, seconds=2)
+    alert = stack.client.put("/api/v1/webhooks/balance-alert", headers=tenant.headers,
+                             json={"low_balance_threshold": "1.00"})
+    assert alert.status_code == 200 and alert.get_json() == {"low_balance_threshold": "1.00"}
+    sim = stack.simulator()
+    placed = stack.place(tenant, audio, "1")  # answers: one pulse charged
+    stack.dialer(sim)
+    stack.wait_final([placed.call_id], timeout=40)
+    assert stack.call(placed.call_id).status == "COMPLETED"
+    e = WebhookEvent.__table__.c
+    with stack.sql.connect() as conn:
+        rows = conn.execute(sa.select(e.type, e.data).where(e.subject_type == "account",
+                                                            e.subject_id == tenant.account_id)
+                            .order_by(e.type)).all()
+    assert [t for t, _ in rows] == ["balance.depleted", "balance.low"]
+    assert rows[1][1] == {"account_id": tenant.account_id, "balance": "0.00", "reserved": "0.00",
+                          "available": "0.00", "currency": "PKR", "low_balance_threshold": "1.00"}

@@ -165,3 +165,18 @@ def test_deliveries_of_an_endpoint_page_and_filter(private_ok: Any, tenant: Any,
     ok = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=SUCCEEDED", headers=tenant.headers).get_json()
     assert [d["http_status"] for d in ok["data"]] == [204]
     assert_error(client.get(f"/api/v1/webhooks/{hook['id']}/deliveries?status=LOST", headers=tenant.headers), 422)
+
+
+def test_the_balance_alert_threshold(private_ok: Any, tenant: Any) -> None:
+    client = private_ok.test_client()
+    assert client.get("/api/v1/webhooks/balance-alert", headers=tenant.headers).get_json() == {
+        "low_balance_threshold": None}
+    done = client.put("/api/v1/webhooks/balance-alert", headers=tenant.headers, json={"low_balance_threshold": "250.5"})
+    assert done.status_code == 200 and done.get_json() == {"low_balance_threshold": "250.50"}
+    assert client.get("/api/v1/webhooks/balance-alert", headers=tenant.headers).get_json() == {
+        "low_balance_threshold": "250.50"}
+    for bad in ("-1", "abc", 10_000_001, [1]):
+        assert_error(client.put("/api/v1/webhooks/balance-alert", headers=tenant.headers,
+                                json={"low_balance_threshold": bad}), 422, "VALIDATION_ERROR")
+    cleared = client.put("/api/v1/webhooks/balance-alert", headers=tenant.headers, json={"low_balance_threshold": None})
+    assert cleared.get_json() == {"low_balance_threshold": None}
