@@ -64,6 +64,7 @@ def deliver(send_id: str) -> str:
     if job is not None:
         with engine.connect() as conn:
             target = conn.execute(sa.select(WebhookSend.target).where(WebhookSend.id == send_id)).scalar()
+            conn.commit()
             if target is not None:
                 dispatch(conn, settings, rq_enqueuer(Queue(job.origin, connection=job.connection), settings),
                          targets=[target])

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
 import sqlalchemy as sa
 
 from core import outbox
@@ -130,6 +132,10 @@ def test_a_receiver_failing_three_times_gets_the_event_once_after_four_attempts(
     assert again.status_code == 202 and again.get_json()["event_id"] == event_id
     wait_for("the redelivery", lambda: len(receiver.completed) == 2, timeout=30)
     assert receiver.completed[1].body == receiver.completed[0].body
+    # every job ended well (a failed attempt is an outcome the job records, not a job failure)
+    queue = Queue(rig.settings.webhook_queue, connection=redis.Redis.from_url(rig.settings.redis_url or ""))
+    assert FailedJobRegistry(queue=queue).count == 0
+    assert FinishedJobRegistry(queue=queue).count >= 5
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing(rig: Rig, make_tenant: Any) -> None:
