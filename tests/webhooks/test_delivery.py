@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
-import sqlalchemy as sa
 
 from core import outbox
 from core.call_states import CallStatus
