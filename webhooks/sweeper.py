@@ -13,7 +13,7 @@ Each pass (``python -m webhooks``, every ``WEBHOOK_SWEEP_SECONDS``):
      older than ``WEBHOOK_ORDER_WAIT_SECONDS``; different calls are never serialised;
    * at most ``WEBHOOK_ENDPOINT_CONCURRENCY`` sends of one receiver are leased at once, so a slow
      or dead receiver holds that many workers at most and never the others' deliveries.
-3. now and then, events and sends older than ``WEBHOOK_RETENTION_DAYS`` are deleted.
+3. once an hour, finished sends, their events and the attempts list older than 30 days are deleted.
 
 Rows are taken ``FOR UPDATE SKIP LOCKED``, so several sweepers may run.
 """
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from rq import Queue
 
 from core.db import utcnow
-from core.models import Call, Campaign, WebhookEndpoint, WebhookEvent, WebhookSend, new_id
+from core.models import Call, Campaign, WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSend, new_id
 from core.redis_keys import WEBHOOK_SWEEPER_KEY
 from core.settings import Settings
 
@@ -44,7 +44,7 @@ BATCH = 500
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 
 _events, _sends, _endpoints = WebhookEvent.__table__, WebhookSend.__table__, WebhookEndpoint.__table__
-_calls, _campaigns = Call.__table__, Campaign.__table__
+_calls, _campaigns, _deliveries = Call.__table__, Campaign.__table__, WebhookDelivery.__table__
 
 
 def callback_target(url: str) -> str:
@@ -178,6 +178,7 @@ def retire(conn: sa.Connection, retention_days: float, now: datetime | None = No
     s, e = _sends.c, _events.c
     with conn.begin():
         conn.execute(sa.delete(_sends).where(s.status != PENDING, s.updated_at < cutoff))
+        conn.execute(sa.delete(_deliveries).where(_deliveries.c.created_at < cutoff))
         conn.execute(sa.delete(_events).where(e.fanned_out_at < cutoff, ~sa.exists().where(s.event_id == e.id)))
 
 

@@ -180,3 +180,42 @@ def test_the_balance_alert_threshold(private_ok: Any, tenant: Any) -> None:
                                 json={"low_balance_threshold": bad}), 422, "VALIDATION_ERROR")
     cleared = client.put("/api/v1/webhooks/balance-alert", headers=tenant.headers, json={"low_balance_threshold": None})
     assert cleared.get_json() == {"low_balance_threshold": None}
+
+
+def test_retire_deletes_what_is_older_than_the_retention(sessions: Any, settings: Any, tenant: Any) -> None:
+    from datetime import timedelta
+
+    from core import outbox
+    from core.models import WebhookEvent, WebhookSend
+    from webhooks.sweeper import retire, send_row
+
+    old = utcnow() - timedelta(days=31)
+    with sessions() as session:
+        rows = [outbox.event(tenant.account_id, "ping", "webhook", f"w{n}", n, old) for n in range(2)]
+        for r in rows:
+            r["fanned_out_at"] = old
+        outbox.write(session, rows)
+
+        class Ev:
+            def __init__(self, r: dict[str, Any]) -> None:
+                self.__dict__.update(r)
+
+        sends = [send_row(Ev(r), old, endpoint_id="e", retry_hours=24) for r in rows]
+        sends[0].update(status="SUCCEEDED", updated_at=old)  # finished long ago: goes
+        session.execute(sa.insert(WebhookSend.__table__), sends)  # the other is still PENDING: stays
+        session.add(WebhookDelivery(send_id=sends[0]["id"], account_id=tenant.account_id, endpoint_id="e",
+                                    event_id=rows[0]["id"], event_type="ping", url="http://x/", attempt_no=1,
+                                    status="SUCCEEDED", latency_ms=1, created_at=old))
+        session.commit()
+    engine = sa.create_engine(settings.database_url)
+    with engine.connect() as conn:
+        retire(conn, 30)
+    engine.dispose()
+    with sessions() as session:
+        left_events = set(session.execute(sa.select(WebhookEvent.id).where(
+            WebhookEvent.id.in_([r["id"] for r in rows]))).scalars())
+        left_sends = set(session.execute(sa.select(WebhookSend.id).where(
+            WebhookSend.id.in_([x["id"] for x in sends]))).scalars())
+        deliveries = session.execute(sa.select(sa.func.count()).select_from(WebhookDelivery).where(
+            WebhookDelivery.send_id == sends[0]["id"])).scalar()
+    assert left_events == {rows[1]["id"]} and left_sends == {sends[1]["id"]} and deliveries == 0
