@@ -219,3 +219,38 @@ def test_retire_deletes_what_is_older_than_the_retention(sessions: Any, settings
         deliveries = session.execute(sa.select(sa.func.count()).select_from(WebhookDelivery).where(
             WebhookDelivery.send_id == sends[0]["id"])).scalar()
     assert left_events == {rows[1]["id"]} and left_sends == {sends[1]["id"]} and deliveries == 0
+
+
+def test_a_campaigns_status_callback_receives_its_and_its_calls_events(private_ok: Any, tenant: Any,
+                                                                       upload_audio: Any, settings: Any) -> None:
+    import io
+    from dataclasses import replace
+
+    from campaigns.importer import import_campaign
+    from core.models import WebhookSend
+    from webhooks.sweeper import callback_target, fan_out
+
+    client = private_ok.test_client()
+    audio = upload_audio(tenant)
+    form = {"name": "cb", "audio_id": audio["id"], "csv_file": (io.BytesIO(b"phone\n03001110001\n"), "n.csv")}
+    bad = client.post("/api/v1/campaigns", headers=tenant.headers, content_type="multipart/form-data",
+                      data={**form, "status_callback": "ftp://x/"})
+    assert "status_callback" in assert_error(bad, 422, "INVALID_WEBHOOK_URL")["details"]
+    form["csv_file"] = (io.BytesIO(b"phone\n03001110001\n"), "n.csv")
+    made = client.post("/api/v1/campaigns", headers=tenant.headers, content_type="multipart/form-data",
+                       data={**form, "status_callback": "http://127.0.0.1:9/cb"})
+    assert made.status_code == 201 and made.get_json()["status_callback"] == "http://127.0.0.1:9/cb"
+    campaign_id = made.get_json()["id"]
+    engine = private_ok.extensions["zenscall"].engine
+    import_campaign(campaign_id, settings=settings, engine=engine)
+    (call,) = client.get(f"/api/v1/campaigns/{campaign_id}/calls", headers=tenant.headers).get_json()["data"]
+    assert client.post(f"/api/v1/campaigns/{campaign_id}/cancel", headers=tenant.headers).status_code == 200
+    with engine.connect() as conn:
+        while fan_out(conn, replace(settings, webhook_allow_private=True)):
+            pass
+        sends = conn.execute(sa.select(WebhookSend.subject, WebhookSend.target, WebhookSend.callback_url).where(
+            WebhookSend.account_id == tenant.account_id)).all()
+    target = callback_target("http://127.0.0.1:9/cb")
+    assert {(s, t, u) for s, t, u in sends} == {(f"campaign:{campaign_id}", target, "http://127.0.0.1:9/cb"),
+                                               (f"call:{call['id']}", target, "http://127.0.0.1:9/cb")}
+    assert len(sends) == 4  # import_completed, started, cancelled; the call's cancelled
