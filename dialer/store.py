@@ -462,6 +462,7 @@ class Store:
         finish). A call moves only forward and only while the attempt is still its live one."""
         done = [False] * len(steps)
         rows: dict[str, dict[str, Any]] = {}
+        moved: list[Advance] = []  # every step taken, for its event (ringing and answered in one batch: both)
         for i, step in enumerate(steps):
             a = step.attempt
             row = rows.get(a.call_id) or {"id": a.call_id, "live_attempt_id": a.attempt_id, "status": a.status,
@@ -475,6 +476,7 @@ class Store:
                 row["answered_at"] = row["answered_at"] or step.at
             rows[a.call_id] = row
             done[i] = True
+            moved.append(step)
         if rows:
             by_call = {step.attempt.call_id: step.attempt for step in steps}
             now = self.clock()
@@ -482,8 +484,8 @@ class Store:
                 sqlbatch.run_case_update(conn, _calls, "id", ("status", "answered_at"), list(rows.values()),
                                          guard="live_attempt_id", extra=_live_guard,
                                          const={"updated_at": now})
-                outbox.write(conn, [outbox.call_event(by_call[cid].account_id, cid, row["status"],
-                                                      by_call[cid].attempt_no, now) for cid, row in rows.items()])
+                outbox.write(conn, [outbox.call_event(m.attempt.account_id, m.attempt.call_id, m.to,
+                                                      m.attempt.attempt_no, now) for m in moved])
             for call_id, row in rows.items():
                 a = by_call[call_id]
                 a.status, a.ringing_at, a.answered_at = row["status"], row["ringing_at"], row["answered_at"]
