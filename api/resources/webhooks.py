@@ -101,9 +101,21 @@ class BalanceAlertSchema(ma.Schema):
         "description": "PKR: a charge taking the balance below it sends balance.low; null: never"})
 
 
+def _pkr_amount(value: str) -> None:
+    try:
+        amount = Decimal(value)
+    except (ArithmeticError, ValueError):
+        raise ma.ValidationError("must be an amount in PKR, e.g. \"500.00\"") from None
+    if not amount.is_finite() or not 0 <= amount <= MAX_THRESHOLD or amount != amount.quantize(Decimal("0.01")):
+        raise ma.ValidationError(f"must be 0 to {MAX_THRESHOLD} PKR with at most 2 decimals")
+
+
+MAX_THRESHOLD = 10_000_000
+
+
 class BalanceAlertArgs(ma.Schema):
-    low_balance_threshold = ma.fields.Decimal(required=True, allow_none=True, places=2, as_string=True,
-                                              validate=ma.validate.Range(min=0, max=10_000_000))
+    low_balance_threshold = ma.fields.String(required=True, allow_none=True, validate=_pkr_amount, metadata={
+        "description": "PKR as a decimal string (\"500.00\"), or null for no alert", "example": "500.00"})
 
 
 def checked_url(url: str, field: str = "url") -> str:
@@ -177,7 +189,7 @@ def get_balance_alert() -> dict[str, Any]:
 def set_balance_alert(body: dict[str, Any]) -> dict[str, Any]:
     """Set (or with null, remove) the ``balance.low`` threshold, in PKR."""
     value = body["low_balance_threshold"]
-    threshold = None if value is None else Decimal(value)
+    threshold = None if value is None else Decimal(value).quantize(Decimal("0.01"))
     db().execute(sa.update(Account).where(Account.id == current().account_id)
                  .values(low_balance_threshold=threshold))
     db().commit()
