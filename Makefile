@@ -25,7 +25,7 @@ test-fs: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict core/call_states.py core/campaign_states.py core/redis_keys.py core/sqlbatch.py dialer/events.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py core/spreadsheet.py core/names.py dialer/cdr.py
+	$(VENV)/bin/mypy --strict core/call_states.py core/campaign_states.py core/redis_keys.py core/sqlbatch.py dialer/events.py billing/rating.py core/phone.py core/states.py core/window.py campaigns/csv_reader.py core/spreadsheet.py core/names.py dialer/cdr.py webhooks/signing.py webhooks/urls.py webhooks/http.py
 
 check: lint test
 

@@ -108,9 +108,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         {"type": "http", "scheme": "bearer",
          "description": "A JWT access token from /api/v1/auth/login, or an API key `zc_live_...`"},
     )
-    from api.resources import api_keys, audio, auth, balance, calls, campaigns, dnc, health
+    from api.resources import api_keys, audio, auth, balance, calls, campaigns, dnc, health, webhooks
 
-    for module in (auth, api_keys, audio, calls, campaigns, dnc, balance, health):
+    for module in (auth, api_keys, audio, calls, campaigns, dnc, balance, webhooks, health):
         api.register_blueprint(module.blp)
     bind_route_limits(app)
     exempt_endpoints(app, "health.health", "health.ready", "metrics")

@@ -12,7 +12,7 @@ The state of the product is read at scrape time by ``StateCollector``:
 * per dialer (from its heartbeat ``zc:dialer:<node>:<pid>``): calls in flight,
   originates per second, ESL connection state, heartbeat age;
 * node cap usage (``zc:cap:node:<node>`` leases) against the node's limit;
-* RQ queue depths (the dialer's queue and ``default``).
+* RQ queue depths (the dialer's queue, ``default`` and ``webhooks``).
 
 ``METRICS_TOKEN`` protects ``/metrics`` with a bearer token (``api.operator``); production
 refuses to start without one. In development, without a token, it is open.
@@ -126,6 +126,8 @@ class StateCollector(Collector):
                 cap_limit.add_metric([node], limit)
             for queue in (self.svc.dial_queue, self.svc.work_queue):
                 depth.add_metric([queue.name], queue.count)
+            webhooks = self.svc.settings.webhook_queue
+            depth.add_metric([webhooks], float(client.llen(f"rq:queue:{webhooks}")))
         except Exception:
             redis_ok = False
         up.add_metric(["redis"], 1.0 if redis_ok else 0.0)

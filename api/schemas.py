@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
 
-from billing.rating import money_str
 from core.names import name_problem
-
-
-class MoneyField(ma.fields.Field):
-    """Money as a decimal string ("12.50"), never a float."""
-
-    def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else money_str(value)
+from services.representations import (  # noqa: F401 - the API's schemas, re-exported
+    AttemptSchema,
+    CallDetailSchema,
+    CallSchema,
+    EnumValue,
+    MoneyField,
+)
 
 
 class DisplayName(ma.fields.String):
@@ -32,11 +30,6 @@ def _visible_text(value: str) -> None:
     problem = name_problem(value)
     if problem is not None:
         raise ma.ValidationError(f"The name {problem}.")
-
-
-class EnumValue(ma.fields.Field):
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else str(getattr(value, "value", value))
 
 
 class FullMatch(ma.validate.Regexp):
@@ -66,51 +59,6 @@ class ErrorBodySchema(ma.Schema):
 
 class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBodySchema, required=True)
-
-
-class AttemptSchema(ma.Schema):
-    id = ma.fields.String(metadata={"description": "FreeSWITCH channel uuid of this attempt"})
-    attempt_no = ma.fields.Integer()
-    status = EnumValue()
-    started_at = ma.fields.AwareDateTime()
-    ringing_at = ma.fields.AwareDateTime(allow_none=True)
-    answered_at = ma.fields.AwareDateTime(allow_none=True)
-    ended_at = ma.fields.AwareDateTime(allow_none=True)
-    hangup_cause = ma.fields.String(allow_none=True)
-    q850_cause = ma.fields.Integer(allow_none=True)
-    sip_status = ma.fields.Integer(allow_none=True)
-    billsec = ma.fields.Integer()
-    duration = ma.fields.Integer()
-    played_ms = ma.fields.Integer(allow_none=True)
-    cost = MoneyField()
-
-
-class CallSchema(ma.Schema):
-    id = ma.fields.String()
-    phone_number = ma.fields.String(metadata={"description": "E.164"})
-    status = EnumValue(metadata={"enum": ["QUEUED", "DIALING", "RINGING", "ANSWERED", "COMPLETED", "BUSY",
-                                          "NO_ANSWER", "FAILED", "CANCELLED"]})
-    audio_id = ma.fields.String()
-    campaign_id = ma.fields.String(allow_none=True)
-    caller_id = ma.fields.String(allow_none=True)
-    max_retries = ma.fields.Integer()
-    retry_delay_seconds = ma.fields.Integer()
-    attempt_count = ma.fields.Integer(attribute="attempts_count")
-    next_attempt_at = ma.fields.AwareDateTime(allow_none=True)
-    hangup_cause = ma.fields.String(attribute="last_cause", allow_none=True)
-    sip_status = ma.fields.Integer(attribute="last_sip_status", allow_none=True)
-    billsec = ma.fields.Integer()
-    cost = MoneyField()
-    currency = ma.fields.Constant("PKR")
-    answered_at = ma.fields.AwareDateTime(allow_none=True)
-    ended_at = ma.fields.AwareDateTime(allow_none=True)
-    cancel_requested_at = ma.fields.AwareDateTime(allow_none=True)
-    created_at = ma.fields.AwareDateTime()
-    updated_at = ma.fields.AwareDateTime()
-
-
-class CallDetailSchema(CallSchema):
-    attempts = ma.fields.List(ma.fields.Nested(AttemptSchema))
 
 
 class AudioSchema(ma.Schema):

@@ -17,7 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core import sqlbatch
+from billing.rating import money_str
+from core import outbox, sqlbatch
+from core.db import utcnow
 from core.models import Account, LedgerEntry
 from core.states import LedgerKind
 
@@ -43,10 +45,12 @@ class Books:
         self.conn = conn
         ids = sorted(set(account_ids))  # one lock order for every transaction
         a = _accounts.c
-        rows = conn.execute(sa.select(a.id, a.balance, a.reserved, a.rate_per_minute, a.pulse_seconds)
+        rows = conn.execute(sa.select(a.id, a.balance, a.reserved, a.rate_per_minute, a.pulse_seconds,
+                                      a.low_balance_threshold)
                             .where(a.id.in_(ids)).order_by(a.id).with_for_update()).all() if ids else []
         self.state = {r.id: [r.balance, r.reserved] for r in rows}
         self.terms = {r.id: (r.rate_per_minute, r.pulse_seconds) for r in rows}
+        self.thresholds = {r.id: r.low_balance_threshold for r in rows if r.low_balance_threshold is not None}
         self.before = {k: tuple(v) for k, v in self.state.items()}
         self.entries: list[dict[str, Any]] = []
 
@@ -66,11 +70,27 @@ class Books:
                                         description=description, now=now))
         return True
 
+    def _balance_events(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """balance.low when the balance went below the account's threshold; balance.depleted when
+        it reached zero (in the same transaction as the movement)."""
+        before, after, threshold = self.before[row["id"]][0], row["balance"], self.thresholds.get(row["id"])
+        crossed = []
+        if threshold is not None and before >= threshold > after:
+            crossed.append("balance.low")
+        if before > 0 >= after:
+            crossed.append("balance.depleted")
+        now, reserved = utcnow(), row["reserved"]
+        data = {"account_id": row["id"], "balance": money_str(after), "reserved": money_str(reserved),
+                "available": money_str(after - reserved), "currency": "PKR",
+                "low_balance_threshold": None if threshold is None else money_str(threshold)}
+        return [outbox.balance_event(row["id"], kind, data, now) for kind in crossed]
+
     def flush(self) -> None:
         changed = [{"id": k, "balance": v[0], "reserved": v[1]} for k, v in self.state.items()
                    if tuple(v) != self.before[k]]
         if changed:
             sqlbatch.run_case_update(self.conn, _accounts, "id", ("balance", "reserved"), changed)
+            outbox.write(self.conn, [e for row in changed for e in self._balance_events(row)])
         if self.entries:
             self.conn.execute(sa.insert(_ledger), self.entries)
         self.before = {k: tuple(v) for k, v in self.state.items()}

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from campaigns.csv_reader import FILE_TOO_LARGE, MAX_BYTES, MAX_LINES, CsvError, PhoneCsv
+from core import outbox
 from core.call_states import CallStatus
 from core.campaign_states import CampaignStatus
 from core.db import make_engine, utcnow
@@ -256,6 +257,10 @@ def _run(conn: Connection, settings: Settings, campaign_id: str, limits: ImportL
         .values(status=status, import_error=None, imported_at=now, updated_at=now,
                 started_at=now if status == CampaignStatus.RUNNING else None, **counts.as_columns())
     ).rowcount
+    if done == 1:
+        outbox.campaign_events(conn, [campaign_id], "campaign.import_completed", now, {"status": status.value})
+        if status is CampaignStatus.RUNNING:
+            outbox.campaign_events(conn, [campaign_id], "campaign.started", now)
     conn.commit()
     if done != 1:
         return _stopped(conn, campaign_id)
@@ -487,11 +492,13 @@ def _fail(conn: Connection, campaign_id: str, code: str, message: str, line: int
     error = f"{code}: {message}" + (f" (line {line})" if line is not None else "")
     now = utcnow()
     summary = (counts or _Counts()).as_columns()
-    conn.execute(
+    failed = conn.execute(
         sa.update(_campaigns)
         .where(_campaigns.c.id == campaign_id, _campaigns.c.status == CampaignStatus.IMPORTING)
         .values(status=CampaignStatus.FAILED, import_error=error[:500], imported_at=now, updated_at=now, **summary)
-    )
+    ).rowcount
+    if failed == 1:
+        outbox.campaign_events(conn, [campaign_id], "campaign.import_failed", now, {"import_error": error[:500]})
     conn.commit()
     return {"campaign_id": campaign_id, "status": CampaignStatus.FAILED.value, "error_code": code,
             "import_error": error, "line": line, **summary}

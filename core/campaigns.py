@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from core import call_states as cs
+from core import outbox
 from core.call_states import CallStatus, Step
 from core.campaign_states import ACTIVE, FINAL, PAUSED_BY_USER, CampaignStatus, CampaignStep
 from core.db import utcnow
@@ -43,6 +44,8 @@ def _move(db: Db, campaign_id: str, step: CampaignStep, **values: Any) -> bool:
 def pause(db: Db, campaign_id: str, reason: str = PAUSED_BY_USER) -> bool:
     """Stop dialing new attempts; live calls finish. Commits."""
     ok = _move(db, campaign_id, CampaignStep.PAUSE, status=CampaignStatus.PAUSED, pause_reason=reason)
+    if ok:
+        outbox.campaign_events(db, [campaign_id], "campaign.paused", utcnow(), {"pause_reason": reason})
     db.commit()
     return ok
 
@@ -58,6 +61,8 @@ def resume(db: Db, campaign_id: str, now: datetime | None = None) -> bool:
     target = CampaignStatus.SCHEDULED if start_at and start_at > now else CampaignStatus.RUNNING
     ok = _move(db, campaign_id, CampaignStep.RESUME, status=target, pause_reason=None,
                **({"started_at": started_at or now} if target is CampaignStatus.RUNNING else {}))
+    if ok:
+        outbox.campaign_events(db, [campaign_id], "campaign.resumed", now, {"status": target.value})
     db.commit()
     return ok
 
@@ -70,6 +75,7 @@ def cancel(db: Db, campaign_id: str, *, hang_up_live: bool = False) -> dict[str,
                  pause_reason=None):
         db.rollback()
         return {"cancelled_pending": 0, "hang_up_requested": 0, "changed": 0}
+    outbox.campaign_events(db, [campaign_id], "campaign.cancelled", now)
     c = _calls.c
     pending = db.execute(
         sa.update(_calls)
@@ -77,6 +83,9 @@ def cancel(db: Db, campaign_id: str, *, hang_up_live: bool = False) -> dict[str,
         .values(status=cs.check(Step.CAMPAIGN_CANCEL, CallStatus.QUEUED, CallStatus.CANCELLED), ended_at=now,
                 next_attempt_at=None, cancel_requested_at=now, last_cause=cs.CAMPAIGN_CANCELLED, updated_at=now)
     ).rowcount
+    if pending:
+        outbox.cancelled_calls_events(db, sa.and_(c.campaign_id == campaign_id, c.status == CallStatus.CANCELLED,
+                                                  c.last_cause == cs.CAMPAIGN_CANCELLED, c.ended_at == now), now)
     hang_up = 0
     if hang_up_live:
         hang_up = db.execute(
@@ -92,13 +101,16 @@ def cancel(db: Db, campaign_id: str, *, hang_up_live: bool = False) -> dict[str,
 def start_due(db: Db, now: datetime | None = None) -> int:
     """SCHEDULED campaigns whose ``start_at`` has come start RUNNING. Commits."""
     now = now or utcnow()
-    done = db.execute(
-        sa.update(_campaigns)
-        .where(_campaigns.c.status.in_(CampaignStep.START.sources), _campaigns.c.start_at <= now)
-        .values(status=CampaignStatus.RUNNING, started_at=now, updated_at=now)
-    ).rowcount
+    due = list(db.execute(sa.select(_campaigns.c.id).where(
+        _campaigns.c.status.in_(CampaignStep.START.sources), _campaigns.c.start_at <= now)).scalars())
+    if not due:
+        db.rollback()
+        return 0
+    started = [cid for cid in due if _move(db, cid, CampaignStep.START, status=CampaignStatus.RUNNING,
+                                           started_at=now)]
+    outbox.campaign_events(db, started, "campaign.started", now)
     db.commit()
-    return int(done)
+    return len(started)
 
 
 def complete_finished(db: Db, now: datetime | None = None) -> list[str]:
@@ -117,6 +129,7 @@ def complete_finished(db: Db, now: datetime | None = None) -> list[str]:
     ).scalars())
     done = [cid for cid in candidates
             if _move(db, cid, CampaignStep.COMPLETE, status=CampaignStatus.COMPLETED, completed_at=now)]
+    outbox.campaign_events(db, done, "campaign.completed", now)
     db.commit()
     return done
 

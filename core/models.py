@@ -46,6 +46,8 @@ class Account(Base):
     rate_per_minute: Mapped[Decimal] = mapped_column(Money)
     pulse_seconds: Mapped[int] = mapped_column(sa.Integer)
     max_concurrent_calls: Mapped[int] = mapped_column(sa.Integer)
+    # a charge that takes the balance below it sends balance.low (None: never)
+    low_balance_threshold: Mapped[Decimal | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
@@ -146,6 +148,8 @@ class Campaign(Base):
     retry_delay_seconds: Mapped[int] = mapped_column(sa.Integer, default=300)
     concurrent_limit: Mapped[int] = mapped_column(sa.Integer, default=10)
     caller_id: Mapped[str | None] = mapped_column(sa.String(20))
+    # where this campaign's events (and its calls') are also sent, signed with the account's secret
+    status_callback: Mapped[str | None] = mapped_column(sa.String(2048))
     # daily calling window, local time of TIMEZONE ("09:00" - "21:00" Asia/Karachi by default)
     window_start: Mapped[str] = mapped_column(sa.String(5), default="09:00")
     window_end: Mapped[str] = mapped_column(sa.String(5), default="21:00")
@@ -241,6 +245,8 @@ class Call(Base):
     audio_id: Mapped[str] = mapped_column(sa.ForeignKey("audio_files.id"))
     phone_number: Mapped[str] = mapped_column(sa.String(20))  # E.164
     caller_id: Mapped[str | None] = mapped_column(sa.String(20))
+    # where this call's events are also sent, signed with the account's signing secret
+    status_callback: Mapped[str | None] = mapped_column(sa.String(2048))
     status: Mapped[CallStatus] = mapped_column(_enum(CallStatus), default=CallStatus.QUEUED)
     max_retries: Mapped[int] = mapped_column(sa.Integer, default=0)
     retry_delay_seconds: Mapped[int] = mapped_column(sa.Integer, default=300)
@@ -364,3 +370,120 @@ class LedgerEntry(Base):
         # an ESL event repeats
         sa.UniqueConstraint("attempt_id", "kind", name="uq_ledger_attempt_kind"),
     )
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookEndpoint(Base):
+    """An account's receiver of signed events (``/webhooks``).
+
+    ``secret`` signs every delivery (it must be kept to compute HMACs); after a rotation the
+    previous one also signs until ``previous_secret_expires_at`` (24 h). ``failing_since`` is the
+    first failed attempt since the last success; an endpoint failing for
+    ``WEBHOOK_DISABLE_AFTER_HOURS`` is disabled (``disabled_reason``)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    description: Mapped[str | None] = mapped_column(sa.String(500))
+    events: Mapped[list[str]] = mapped_column(sa.JSON)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    secret: Mapped[str] = mapped_column(sa.String(80))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(80))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookSigningSecret(Base):
+    """The account's secret for ``status_callback`` URLs (one per account, made on first use)."""
+
+    __tablename__ = "webhook_signing_secrets"
+
+    account_id: Mapped[str] = mapped_column(sa.ForeignKey("accounts.id"), primary_key=True)
+    secret: Mapped[str] = mapped_column(sa.String(80))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(80))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per event, written in the transaction of the state change that causes
+    it (``core.outbox``). ``data`` is what the event fixes at that moment (the object's status);
+    ``payload`` is the body as first sent, kept so every retry sends the same bytes.
+    ``fanned_out_at`` is set once a send per receiver was made."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)  # evt_<32 hex>
+    account_id: Mapped[str] = mapped_column(sa.String(36))
+    type: Mapped[str] = mapped_column(sa.String(40))
+    subject_type: Mapped[str] = mapped_column(sa.String(16))  # call, campaign, account, webhook
+    subject_id: Mapped[str] = mapped_column(sa.String(36))
+    sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    data: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    payload: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (sa.Index("ix_webhook_events_fanout", "fanned_out_at", "created_at"),)
+
+
+class WebhookSend(Base):
+    """One event to one receiver (an endpoint, or a ``status_callback`` URL): PENDING until a 2xx
+    (SUCCEEDED) or the retry window ends (FAILED). ``lease_until``: a job for it is queued or
+    running; past it the sweeper enqueues it again (a lost job, a killed worker)."""
+
+    __tablename__ = "webhook_sends"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(sa.String(36))
+    account_id: Mapped[str] = mapped_column(sa.String(36))
+    endpoint_id: Mapped[str | None] = mapped_column(sa.String(36))
+    callback_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    # endpoint id or "callback:<sha256 of the URL>": ordering and concurrency are per target
+    target: Mapped[str] = mapped_column(sa.String(80))
+    subject: Mapped[str] = mapped_column(sa.String(60))  # "call:<id>": ordered per target and subject
+    sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    status: Mapped[str] = mapped_column(sa.String(16), default="PENDING")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retry_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_webhook_sends_due", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_sends_order", "target", "subject", "status", "sequence"),
+        sa.Index("ix_webhook_sends_event", "event_id"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One HTTP attempt of a send, as ``GET /webhooks/{id}/deliveries`` lists it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    send_id: Mapped[str] = mapped_column(sa.String(36))
+    account_id: Mapped[str] = mapped_column(sa.String(36))
+    endpoint_id: Mapped[str | None] = mapped_column(sa.String(36))
+    event_id: Mapped[str] = mapped_column(sa.String(36))
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    attempt_no: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16))  # SUCCEEDED, FAILED
+    http_status: Mapped[int | None] = mapped_column(sa.Integer)
+    latency_ms: Mapped[int] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),)

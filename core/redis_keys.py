@@ -24,6 +24,8 @@ HEARTBEAT_PREFIX = PREFIX + "dialer:"
 #: the dialer rewrites its heartbeat every second with this expiry
 HEARTBEAT_TTL = 15
 HEARTBEAT_MAX_AGE = 15.0
+#: the webhook sweeper renews it every pass (30 s expiry); the compose healthcheck reads it
+WEBHOOK_SWEEPER_KEY = PREFIX + "webhooks:sweeper"
 
 
 def cap_key(kind: str, ident: str) -> str:

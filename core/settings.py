@@ -185,6 +185,18 @@ class Settings:
     db_pool_size: int = 20
     # how long a web process trusts an API key it verified (revocation reaches it within this); 0: never
     api_key_cache_seconds: float = 5.0
+    # webhooks: see the README's "Webhooks"
+    webhook_allow_private: bool = False  # true: http and private/loopback addresses allowed (development, tests)
+    webhook_timeout_seconds: float = 10.0  # one delivery's HTTP request
+    webhook_backoff_base_seconds: float = 30.0  # first retry delay; doubled per attempt, with jitter
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_retry_hours: float = 24.0  # a send failing this long is FAILED
+    webhook_disable_after_hours: float = 72.0  # an endpoint failing this long is disabled
+    webhook_sweep_seconds: float = 1.0  # the sweeper's period
+    webhook_lease_seconds: float = 300.0  # a send whose job did not report within this is enqueued again
+    webhook_endpoint_concurrency: int = 4  # sends of one receiver queued or running at once
+    webhook_order_wait_seconds: float = 600.0  # a call's event waits at most this for an earlier one
+    webhook_queue: str = "webhooks"
 
     @property
     def is_production(self) -> bool:
@@ -297,4 +309,15 @@ def load_settings() -> Settings:
         max_pending_imports=_int("MAX_PENDING_IMPORTS", 3),
         db_pool_size=_int("DB_POOL_SIZE", 20),
         api_key_cache_seconds=_float("API_KEY_CACHE_SECONDS", 5.0),
+        webhook_allow_private=_env("WEBHOOK_ALLOW_PRIVATE", "false").lower() in ("1", "true", "yes"),
+        webhook_timeout_seconds=_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        webhook_backoff_base_seconds=_float("WEBHOOK_BACKOFF_BASE_SECONDS", 30.0),
+        webhook_backoff_max_seconds=_float("WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),
+        webhook_retry_hours=_float("WEBHOOK_RETRY_HOURS", 24.0),
+        webhook_disable_after_hours=_float("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
+        webhook_sweep_seconds=_float("WEBHOOK_SWEEP_SECONDS", 1.0),
+        webhook_lease_seconds=_float("WEBHOOK_LEASE_SECONDS", 300.0),
+        webhook_endpoint_concurrency=_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4),
+        webhook_order_wait_seconds=_float("WEBHOOK_ORDER_WAIT_SECONDS", 600.0),
+        webhook_queue=_env("WEBHOOK_QUEUE", "webhooks"),
     )

@@ -38,7 +38,7 @@ from billing.books import Books
 from billing.rating import call_cost, reservation_for
 from billing.settlement import book_attempt
 from core import call_states as cs
-from core import sqlbatch
+from core import outbox, sqlbatch
 from core.call_states import CallStatus, HangupFacts, Step
 from core.campaign_states import INSUFFICIENT_BALANCE as PAUSED_UNPAID
 from core.campaign_states import CampaignStatus, CampaignStep
@@ -330,11 +330,13 @@ class Store:
                         held[attempt_id] = (hold, released)
                     else:
                         held[attempt_id] = (hold_now, True)
+            events: list[dict[str, Any]] = []
             if dnc:
                 result.skipped += self._end_queued(conn, books, dnc, Step.SKIP_DO_NOT_CALL, CallStatus.CANCELLED,
-                                                   cs.DO_NOT_CALL, now, held)
+                                                   cs.DO_NOT_CALL, now, held, events)
             if source.account_id not in books.state:  # the account vanished: nothing to claim
                 result.ungranted = granted
+                outbox.write(conn, events)
                 books.flush()
                 return result
             rate, pulse = books.terms[source.account_id]
@@ -370,9 +372,12 @@ class Store:
                                _campaigns.c.status.in_(CampaignStep.PAUSE_UNPAID.sources))
                         .values(status=CampaignStatus.PAUSED, pause_reason=PAUSED_UNPAID, updated_at=now)
                     ).rowcount == 1
+                    if result.paused_unpaid:
+                        outbox.campaign_events(conn, [source.campaign_id], "campaign.paused", now,
+                                               {"pause_reason": PAUSED_UNPAID})
                 else:
                     result.skipped += self._end_queued(conn, books, unpaid, Step.FAIL_UNPAID, CallStatus.FAILED,
-                                                       cs.INSUFFICIENT_BALANCE, now, held)
+                                                       cs.INSUFFICIENT_BALANCE, now, held, events)
             if claimed:
                 rows_update = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "attempts_count": a.attempt_no,
                                 "rate_per_minute": a.rate, "pulse_seconds": a.pulse} for a in claimed]
@@ -388,23 +393,28 @@ class Store:
                     "status": CallStatus.DIALING, "dialed_number": a.phone_number, "started_at": now,
                     "reserved_amount": a.hold, "rate_per_minute": a.rate, "pulse_seconds": a.pulse,
                     "billsec": 0, "duration": 0, "cost": ZERO} for a in claimed])
+                events += [outbox.call_event(a.account_id, a.call_id, CallStatus.DIALING, a.attempt_no, now)
+                           for a in claimed]
+            outbox.write(conn, events)
             books.flush()
         result.claimed = claimed
         return result
 
     def _end_queued(self, conn: sa.Connection, books: Books, call_ids: list[str], step: Step,
                     status: CallStatus, cause: str, now: datetime,
-                    held: dict[str, tuple[Decimal, bool]]) -> list[tuple[str, str]]:
-        """End QUEUED calls without dialing them, releasing what was reserved for their next attempt."""
+                    held: dict[str, tuple[Decimal, bool]], events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """End QUEUED calls without dialing them, releasing what was reserved for their next attempt;
+        their events are added to ``events``."""
         c = _calls.c
         cs.check(step, CallStatus.QUEUED, status)
-        rows = conn.execute(sa.select(c.id, c.account_id, c.next_attempt_id).where(
+        rows = conn.execute(sa.select(c.id, c.account_id, c.next_attempt_id, c.attempts_count).where(
             c.id.in_(call_ids), c.status.in_(step.sources))).all()
         if not rows:
             return []
+        events += [outbox.call_event(r.account_id, r.id, status, r.attempts_count, now, queued_end=True) for r in rows]
         conn.execute(sa.update(_calls).where(c.id.in_([r.id for r in rows]), c.status.in_(step.sources))
                      .values(status=status, last_cause=cause, ended_at=now, next_attempt_at=None, updated_at=now))
-        for call_id, account_id, next_attempt_id in rows:
+        for call_id, account_id, next_attempt_id, _ in rows:
             hold, released = held.get(next_attempt_id, (ZERO, True)) if next_attempt_id else (ZERO, True)
             if not released and hold > 0 and account_id in books.state:
                 books.move(account_id, LedgerKind.RELEASE, hold=-hold, call_id=call_id, attempt_id=next_attempt_id,
@@ -452,6 +462,7 @@ class Store:
         finish). A call moves only forward and only while the attempt is still its live one."""
         done = [False] * len(steps)
         rows: dict[str, dict[str, Any]] = {}
+        moved: list[Advance] = []  # every step taken, for its event (ringing and answered in one batch: both)
         for i, step in enumerate(steps):
             a = step.attempt
             row = rows.get(a.call_id) or {"id": a.call_id, "live_attempt_id": a.attempt_id, "status": a.status,
@@ -465,12 +476,16 @@ class Store:
                 row["answered_at"] = row["answered_at"] or step.at
             rows[a.call_id] = row
             done[i] = True
+            moved.append(step)
         if rows:
+            by_call = {step.attempt.call_id: step.attempt for step in steps}
+            now = self.clock()
             with self.engine.begin() as conn:
                 sqlbatch.run_case_update(conn, _calls, "id", ("status", "answered_at"), list(rows.values()),
                                          guard="live_attempt_id", extra=_live_guard,
-                                         const={"updated_at": self.clock()})
-            by_call = {step.attempt.call_id: step.attempt for step in steps}
+                                         const={"updated_at": now})
+                outbox.write(conn, [outbox.call_event(m.attempt.account_id, m.attempt.call_id, m.to,
+                                                      m.attempt.attempt_no, now) for m in moved])
             for call_id, row in rows.items():
                 a = by_call[call_id]
                 a.status, a.ringing_at, a.answered_at = row["status"], row["ringing_at"], row["answered_at"]
@@ -525,6 +540,8 @@ class Store:
             sqlbatch.run_case_update(conn, _calls, "id", _FINISH_CALL_COLS, call_rows, guard="live_attempt_id",
                                      extra=_finish_call_guard, const={"live_attempt_id": None},
                                      add=("billsec", "cost"))
+            outbox.write(conn, [outbox.call_event(s.attempt.account_id, s.attempt.call_id, s.nxt.status,
+                                                  s.attempt.attempt_no, now) for s in settles])
             books = Books(conn, [s.attempt.account_id for s in settles if s.attempt.hold > 0 and not s.unknown])
             for s in settles:
                 a = s.attempt

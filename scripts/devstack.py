@@ -121,10 +121,13 @@ Ctrl-C stops everything.
     # the dashboard reads its password from the file: never on a command line or in the environment
     env = {**os.environ, "REDIS_URL": redis_url, "VAR_DIR": str(settings.var_dir), "WEB_PORT": port,
            "FS_PORT": fs_port, "DASHBOARD_PASSWORD_FILE": str(dash_pw_file),
-           "DASHBOARD_PORT": os.environ.get("DASHBOARD_PORT", "9181")}
+           "DASHBOARD_PORT": os.environ.get("DASHBOARD_PORT", "9181"),
+           # webhooks to a receiver on this machine (http://127.0.0.1:...) are what development needs
+           "WEBHOOK_ALLOW_PRIVATE": os.environ.get("WEBHOOK_ALLOW_PRIVATE", "true")}
     env.pop("DASHBOARD_PASSWORD", None)
     # with FS_HOST set a real FreeSWITCH is used: every process of Procfile.dev but the simulator
-    processes = [] if "FS_HOST" not in os.environ else ["web", "worker", "dialer", "dashboard"]
+    processes = [] if "FS_HOST" not in os.environ else ["web", "worker", "dialer", "webhooks", "webhook-sweeper",
+                                                        "dashboard"]
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
     os.execvpe(honcho, [honcho, "-d", str(ROOT), "-f", str(ROOT / "Procfile.dev"), "start", *processes], env)
 

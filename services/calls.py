@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from billing import ledger
 from billing.rating import reservation_for
 from core import call_states as cs
+from core import outbox
 from core.call_states import CallStatus, Step
 from core.db import utcnow
 from core.models import ZERO, Account, AudioFile, Call, new_id
@@ -50,6 +51,7 @@ class NewCall:
     max_retries: int
     retry_delay_seconds: int
     idempotency_key: str | None = None
+    status_callback: str | None = None  # checked by the caller (webhooks.urls)
 
 
 class IdempotencyMismatch(Exception):
@@ -115,6 +117,8 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     }
     if new.idempotency_key:
         values.update(idempotency_key=new.idempotency_key, request_fingerprint=request_fingerprint)
+    if new.status_callback:
+        values["status_callback"] = new.status_callback
     # the columns left out are NULL (no campaign, nothing live, no outcome yet)
     try:
         # The reservation's conditional UPDATE comes first: it takes the account row's
@@ -163,7 +167,9 @@ def end_queued(session: Session, call_id: str, step: Step, status: CallStatus, c
     if done != 1:
         session.rollback()
         return False
-    attempt_id = session.execute(sa.select(Call.next_attempt_id).where(Call.id == call_id)).scalar_one()
+    attempt_id, account_id, attempts = session.execute(
+        sa.select(Call.next_attempt_id, Call.account_id, Call.attempts_count).where(Call.id == call_id)).one()
+    outbox.write(session, [outbox.call_event(account_id, call_id, status, attempts, now, queued_end=True)])
     if attempt_id:
         ledger.settle(session, attempt_id, ledger.ZERO)
     session.commit()

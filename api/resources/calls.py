@@ -18,6 +18,7 @@ from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
+from api.resources.webhooks import checked_url
 from api.schemas import CALLER_ID, CallDetailSchema, CallSchema
 from billing.ledger import InsufficientBalance
 from billing.rating import format_pkr
@@ -41,6 +42,8 @@ class NewCallArgs(ma.Schema):
     caller_id = ma.fields.String(validate=CALLER_ID)
     max_retries = ma.fields.Integer(validate=ma.validate.Range(min=0, max=10))
     retry_delay_seconds = ma.fields.Integer(validate=ma.validate.Range(min=30, max=86_400))
+    status_callback = ma.fields.String(metadata={
+        "description": "a URL that also receives this call's events, signed with the account's signing secret"})
 
 
 class CallFilterArgs(PageArgs):
@@ -110,6 +113,7 @@ def place_call(body: dict[str, Any]) -> Any:
         max_retries=body.get("max_retries", settings.default_max_retries),
         retry_delay_seconds=body.get("retry_delay_seconds", settings.default_retry_delay_seconds),
         idempotency_key=key.strip() if key else None,
+        status_callback=checked_url(body["status_callback"], "status_callback") if "status_callback" in body else None,
     )
     print_ = {**body, "phone_number": phone}
     try:

@@ -18,7 +18,8 @@ from api.errors import ApiError, not_found, validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.resources.audio import own_ready_audio
-from api.schemas import CALLER_ID, TIME_OF_DAY, CallSchema, DisplayName, EnumValue, MoneyField
+from api.resources.webhooks import checked_url
+from api.schemas import CALLER_ID, TIME_OF_DAY, CallSchema, DisplayName
 from api.uploads import checked_head, display_filename, save_upload, upload_guard
 from billing.rating import money_str
 from campaigns.importer import enqueue_import, upload_path
@@ -30,6 +31,7 @@ from core.models import Call, Campaign, CampaignRejectedRow
 from core.phone import InvalidPhoneNumber, normalize_pk
 from core.spreadsheet import csv_chunks
 from core.window import Window
+from services.representations import CampaignSchema, StatsSchema
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", description="Campaigns (CSV broadcasts)")
 
@@ -42,6 +44,9 @@ class NewCampaignForm(ma.Schema):
     concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
     retry_delay_seconds = ma.fields.Integer(load_default=300, validate=ma.validate.Range(min=30, max=86_400))
     caller_id = ma.fields.String(validate=CALLER_ID)
+    status_callback = ma.fields.String(metadata={
+        "description": "a URL that also receives the campaign's and its calls' events, signed with the account's "
+                       "signing secret"})
     start_at = ma.fields.AwareDateTime(metadata={"description": "ISO 8601 with a zone; dialing starts then"})
     window_start = ma.fields.String(load_default="09:00", validate=TIME_OF_DAY,
                                     metadata={"description": "daily calling window start, Asia/Karachi"})
@@ -51,60 +56,6 @@ class NewCampaignForm(ma.Schema):
 
 class CsvUpload(ma.Schema):
     csv_file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
-
-
-class ImportSummarySchema(ma.Schema):
-    filename = ma.fields.String(attribute="csv_filename", allow_none=True)
-    size_bytes = ma.fields.Integer(attribute="csv_bytes")
-    rows = ma.fields.Integer(attribute="rows_total")
-    accepted = ma.fields.Integer(attribute="rows_accepted")
-    duplicates = ma.fields.Integer(attribute="rows_duplicate")
-    do_not_call = ma.fields.Integer(attribute="rows_dnc")
-    invalid = ma.fields.Integer(attribute="rows_invalid")
-    error = ma.fields.String(attribute="import_error", allow_none=True)
-    imported_at = ma.fields.AwareDateTime(allow_none=True)
-
-
-class StatsSchema(ma.Schema):
-    total = ma.fields.Integer()
-    pending = ma.fields.Integer()
-    in_progress = ma.fields.Integer()
-    completed = ma.fields.Integer()
-    busy = ma.fields.Integer()
-    no_answer = ma.fields.Integer()
-    failed = ma.fields.Integer()
-    cancelled = ma.fields.Integer()
-    attempts = ma.fields.Integer()
-    answer_rate = ma.fields.Float(allow_none=True)
-    average_billsec = ma.fields.Float(allow_none=True)
-    cost = MoneyField()
-    progress_percent = ma.fields.Float()
-    estimated_seconds_left = ma.fields.Float(allow_none=True)
-
-
-class CampaignSchema(ma.Schema):
-    id = ma.fields.String()
-    name = ma.fields.String()
-    status = EnumValue(metadata={"enum": [s.value for s in CampaignStatus]})
-    pause_reason = ma.fields.String(allow_none=True)
-    audio_id = ma.fields.String()
-    max_retries = ma.fields.Integer()
-    retry_delay_seconds = ma.fields.Integer()
-    concurrent_limit = ma.fields.Integer()
-    caller_id = ma.fields.String(allow_none=True)
-    calling_window = ma.fields.Method("_window")
-    start_at = ma.fields.AwareDateTime(allow_none=True)
-    started_at = ma.fields.AwareDateTime(allow_none=True)
-    completed_at = ma.fields.AwareDateTime(allow_none=True)
-    created_at = ma.fields.AwareDateTime()
-    updated_at = ma.fields.AwareDateTime()
-    import_summary = ma.fields.Method("_import")
-
-    def _window(self, obj: Campaign) -> dict[str, str]:
-        return {"start": obj.window_start, "end": obj.window_end, "timezone": obj.timezone}
-
-    def _import(self, obj: Campaign) -> dict[str, Any]:
-        return ImportSummarySchema().dump(obj)  # type: ignore[no-any-return]
 
 
 class CampaignDetailSchema(CampaignSchema):
@@ -152,6 +103,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         raise validation_error("window_end", str(exc)) from None
     upload = files["csv_file"]
     filename = display_filename(upload, "csv_file", "upload.csv")
+    callback = checked_url(form["status_callback"], "status_callback") if "status_callback" in form else None
     head = checked_head(upload, "csv_file")
     now = utcnow()
     start_at = form.get("start_at")
@@ -161,7 +113,7 @@ def create(form: dict[str, Any], files: dict[str, Any]) -> Campaign:
         concurrent_limit=form["concurrent_limit"], caller_id=(form.get("caller_id") or "").lstrip("+") or None,
         window_start=window.start.strftime("%H:%M"), window_end=window.end.strftime("%H:%M"),
         start_at=start_at.astimezone(UTC) if start_at else None,
-        csv_filename=filename,
+        csv_filename=filename, status_callback=callback,
         created_at=now, updated_at=now,
     )
     session = db()

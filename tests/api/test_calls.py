@@ -14,7 +14,8 @@ from tests.waiting import wait_for
 
 CALL_FIELDS = {"id", "phone_number", "status", "audio_id", "campaign_id", "caller_id", "max_retries",
                "retry_delay_seconds", "attempt_count", "next_attempt_at", "hangup_cause", "sip_status", "billsec",
-               "cost", "currency", "answered_at", "ended_at", "cancel_requested_at", "created_at", "updated_at"}
+               "cost", "currency", "answered_at", "ended_at", "cancel_requested_at", "created_at", "updated_at",
+               "status_callback"}
 
 
 @pytest.fixture()

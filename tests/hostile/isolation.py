@@ -16,7 +16,8 @@ from tests.hostile.uploads import envelope_problem, row_counts
 
 # route argument -> which of the victim's ids it takes
 VICTIM_IDS = {"call_id": "call", "audio_id": "audio", "key_id": "key", "campaign_id": "campaign",
-              "phone_number": "dnc_number", "import_id": "dnc_import"}
+              "phone_number": "dnc_number", "import_id": "dnc_import", "webhook_id": "webhook",
+              "delivery_id": "delivery"}
 SKIP_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -52,6 +53,25 @@ def make_victim(client: Any, tenant: Any) -> dict[str, str]:
     return ids
 
 
+def make_webhook_victim(app: Any, tenant: Any) -> dict[str, str]:
+    """A webhook endpoint and one delivery of it (written in SQL: no URL the hostile app would take
+    resolves without a network)."""
+    from core.db import utcnow
+    from core.models import WebhookDelivery, WebhookEndpoint
+
+    with app.extensions["zenscall"].sessions() as session:
+        endpoint = WebhookEndpoint(account_id=tenant.account_id, url="https://hooks.example.com/x", events=["*"],
+                                   enabled=True, secret="whsec_victim", created_at=utcnow(), updated_at=utcnow())
+        session.add(endpoint)
+        session.flush()
+        delivery = WebhookDelivery(send_id="none", account_id=tenant.account_id, endpoint_id=endpoint.id,
+                                   event_id="evt_victim", event_type="ping", url=endpoint.url, attempt_no=1,
+                                   status="FAILED", latency_ms=1, created_at=utcnow())
+        session.add(delivery)
+        session.commit()
+        return {"webhook": endpoint.id, "delivery": delivery.id}
+
+
 def state(app: Any, client: Any, tenant: Any, ids: dict[str, str]) -> Any:
     """What the victim sees of its own things, plus its row counts."""
     h = tenant.headers
@@ -62,6 +82,9 @@ def state(app: Any, client: Any, tenant: Any, ids: dict[str, str]) -> Any:
         if isinstance(body, dict):
             body.pop("last_used_at", None)
         seen.append(body)
+    if "webhook" in ids:
+        seen.append(client.get(f"/api/v1/webhooks/{ids['webhook']}", headers=h).get_json())
+        seen.append(client.get(f"/api/v1/webhooks/{ids['webhook']}/deliveries", headers=h).get_json())
     if "campaign" in ids:
         body = client.get(f"/api/v1/campaigns/{ids['campaign']}", headers=h).get_json()
         seen.append({k: body.get(k) for k in ("status", "pause_reason", "name")})
@@ -70,7 +93,7 @@ def state(app: Any, client: Any, tenant: Any, ids: dict[str, str]) -> Any:
 
 def run_matrix(app: Any, client: Any, victim: Any, attacker: Any) -> tuple[int, list[str]]:
     """(cases tried, failures) of the whole matrix."""
-    ids = make_victim(client, victim)
+    ids = {**make_victim(client, victim), **make_webhook_victim(app, victim)}
     failures = []
     tried = 0
     for method, rule, argument in id_routes(app):

@@ -242,8 +242,9 @@ def test_audio_directory_is_the_composes(fs, compose):
 
 # -- docker-compose.yml and .env.example ------------------------------------------------------------
 
-SERVICES = {"mariadb", "redis", "freeswitch", "migrate", "web", "worker", "dialer", "dashboard"}
-APP_SERVICES = {"migrate", "web", "worker", "dialer", "dashboard"}
+SERVICES = {"mariadb", "redis", "freeswitch", "migrate", "web", "worker", "webhooks", "webhook-sweeper", "dialer",
+            "dashboard"}
+APP_SERVICES = {"migrate", "web", "worker", "webhooks", "webhook-sweeper", "dialer", "dashboard"}
 
 
 def test_compose_services_health_and_restart(compose):
@@ -259,7 +260,7 @@ def test_compose_services_health_and_restart(compose):
     for name in APP_SERVICES:
         assert services[name]["build"] == "."
         assert services[name]["environment"]["ZC_ENV"] == "production"
-    for name in ("web", "worker", "dialer"):  # after the schema is in place
+    for name in ("web", "worker", "webhooks", "webhook-sweeper", "dialer"):  # after the schema is in place
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     for name in ("migrate", "dashboard"):
         assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
@@ -389,9 +390,10 @@ def test_procfile_parses_and_its_commands_exist(procfile, wsgi_probe):
     parsed = parse_procfile(path.read_text())
     processes = parsed.processes
     if procfile == "Procfile":
-        assert set(processes) == {"release", "web", "worker", "dialer", "dashboard"}
+        assert set(processes) == {"release", "web", "worker", "dialer", "webhooks", "webhook-sweeper", "dashboard"}
     else:  # make run: the same processes beside the simulator (FS_HOST set: all but the simulator)
-        assert set(processes) == {"web", "worker", "dialer", "dashboard", "simulator"}
+        assert set(processes) == {"web", "worker", "dialer", "webhooks", "webhook-sweeper", "dashboard",
+                                  "simulator"}
     for command in processes.values():
         # shell syntax (${VAR:-default}, "$VAR") is the shell's; the words are what we check
         argv = [w.strip('"') for w in command.split()]
@@ -462,3 +464,11 @@ def test_gunicorn_conf_warns_about_another_worker_class(caplog, tmp_path, monkey
     with caplog.at_level(logging.WARNING, logger="test.gunicorn"):
         conf["on_starting"](Server())
     assert "JSON errors" in caplog.text and "GeventWorker" in caplog.text
+
+
+def test_the_sweeper_heartbeat_is_the_one_compose_checks(compose):
+    from core.redis_keys import WEBHOOK_SWEEPER_KEY
+
+    assert WEBHOOK_SWEEPER_KEY in " ".join(compose["services"]["webhook-sweeper"]["healthcheck"]["test"])
+    worker = _argv(compose["services"]["webhooks"]["command"])
+    assert worker[:3] == ["rq", "worker", "webhooks"] and "rq.SimpleWorker" in worker

@@ -66,6 +66,7 @@ def test_metrics_exposes_every_family_and_the_state(ops_client, ops_app, ops_red
     assert value(samples, "zc_cap_node_limit", node="fs1") == 200
     assert value(samples, "zc_rq_queue_depth", queue=dial_queue.name) >= 1
     assert ("zc_rq_queue_depth", (("queue", "default"),)) in samples
+    assert ("zc_rq_queue_depth", (("queue", "webhooks"),)) in samples
     assert value(samples, "zc_scrape_source_up", source="sql") == 1
     assert value(samples, "zc_scrape_source_up", source="redis") == 1
     dial_queue.empty()

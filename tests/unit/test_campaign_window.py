@@ -302,3 +302,19 @@ def test_stats_of_an_untouched_and_a_finished_campaign(sessions: Any, setup: Any
         after = lifecycle.stats(session, fresh, now=INSIDE).as_dict()
     assert (after["failed"], after["answer_rate"], after["progress_percent"], after["estimated_seconds_left"]) == (
         2, 0.0, 100.0, 0.0)
+
+
+def test_ringing_and_answered_in_one_batch_are_two_events(sessions: Any, setup: Any) -> None:
+    from core.models import WebhookEvent
+    from dialer.store import Advance
+
+    campaign, (call_id,) = setup(count=1)
+    store = new_store(sessions, moment=INSIDE)
+    attempt = _claim(store, campaign, call_id, INSIDE)
+    assert store.advance([Advance(attempt, CallStatus.RINGING, INSIDE), Advance(attempt, CallStatus.ANSWERED, INSIDE)])
+    store.finish([(attempt, HangupFacts(cause="NORMAL_CLEARING", answered=True, billsec=5))])
+    with sessions() as session:
+        got = session.execute(sa.select(WebhookEvent.type, WebhookEvent.sequence).where(
+            WebhookEvent.subject_id == call_id).order_by(WebhookEvent.sequence)).all()
+    assert [tuple(r) for r in got] == [("call.dialing", 11), ("call.ringing", 12), ("call.answered", 13),
+                                       ("call.completed", 14)]
