@@ -14,6 +14,7 @@ import uuid
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from core.settings import Settings
 from dialer.bootstrap import owner_id
 from dialer.caps import Caps
 from dialer.engine import Engine
-from dialer.store import Store
+from dialer.store import Source, Store
 from services.accounts import create_account
 from services.calls import NewCall, call_terms, create_call
 from tests.esl.conftest import simulator_process
@@ -59,6 +60,18 @@ def sessions(db: sa.Engine) -> sessionmaker[Session]:
     return make_session_factory(db)
 
 
+class TenantStore(Store):
+    """The real store, serving only the accounts its test made: the suite's database also holds
+    other tests' queued calls, which this engine must not dial (nor hold their numbers' leases)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accounts: set[str] = set()
+
+    def due_sources(self, now: datetime | None = None) -> list[Source]:
+        return [s for s in super().due_sources(now) if s.account_id in self.accounts]
+
+
 @dataclass
 class Account:
     id: str
@@ -85,6 +98,9 @@ class Rig:
                 password="S3cret!pass", balance=Decimal(balance), rate_per_minute=Decimal(rate),
                 pulse_seconds=pulse, max_concurrent_calls=max_concurrent)
             account_id = created.account.id
+        store = self.engine.store
+        assert isinstance(store, TenantStore)
+        store.accounts.add(account_id)
         audio_id = str(uuid.uuid4())
         audio_dir = Path(self.settings.fs_audio_dir)
         audio_dir.mkdir(parents=True, exist_ok=True)
@@ -122,10 +138,10 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> An
 @pytest.fixture()
 def make_rig(settings: Settings, switch: int, db: sa.Engine, sessions: sessionmaker[Session],
              redis_url: str) -> Iterator[Callable[..., Rig]]:
-    """``make_rig(store_class=Store, **settings)``: an engine of its own node, started and connected."""
+    """``make_rig(store_class=TenantStore, **settings)``: an engine of its own node, started and connected."""
     started: list[tuple[Engine, redis.Redis]] = []
 
-    def make(store_class: type[Store] = Store, **overrides: Any) -> Rig:
+    def make(store_class: type[TenantStore] = TenantStore, **overrides: Any) -> Rig:
         node = f"engine-{secrets.token_hex(3)}"
         config = replace(settings, fs_host="127.0.0.1", fs_port=switch, fs_password=PASSWORD, dialer_node=node,
                          fs_originate_timeout=20, fs_command_timeout=5.0, node_max_channels=50, gateway_cps=200.0,

@@ -18,10 +18,10 @@ from billing.rating import call_cost, reservation_for
 from core.call_states import CallStatus
 from core.models import Account as AccountRow
 from core.models import Call, CallAttempt
-from dialer.store import Attempt, Store
+from dialer.store import Attempt
 from services.calls import cancel
 
-from .conftest import Account, Rig, wait_until
+from .conftest import Account, Rig, TenantStore, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -159,7 +159,7 @@ def test_a_busy_call_is_retried_after_its_delay_then_ends_busy(rig: Rig) -> None
     assert (totals.balance, totals.reserved) == (balance, held)
 
 
-class SlowOwnedAttempts(Store):
+class SlowOwnedAttempts(TenantStore):
     """The real store, whose read of this process's open attempts takes a while (as a query does
     on a busy server, when other greenlets run meanwhile)."""
 
