@@ -547,10 +547,13 @@ def assert_sim_no_overlap(calls: list[dict[str, Any]]) -> None:
 
 @pytest.fixture(scope="session")
 def e2e_app(settings: Settings) -> Any:
-    """The API on the session's database and Redis, without rate limits (tests place many calls)."""
+    """The API on the session's database and Redis, without rate limits (tests place many calls).
+    Uploads here are fixtures: converted in the request however busy the machine is (with the
+    default budget a loaded machine hands a long message to the worker, 202 instead of 201; the
+    split itself is tested in tests/api/test_audio.py)."""
     from api import create_app
 
-    application = create_app(replace(settings, ratelimit_enabled=False))
+    application = create_app(replace(settings, ratelimit_enabled=False, audio_inline_cpu_ms=60_000))
     application.config["TESTING"] = True
     return application
 
