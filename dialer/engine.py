@@ -654,6 +654,10 @@ class Engine:
                         extra={"event": "attempts_adopted"})
         added: list[Live] = []
         for a in self.store.owned_attempts(exclude=set(self.live)):
+            if a.attempt_id in self.live:
+                # claimed and tracked by the dispatcher while the query ran: its originate is
+                # waiting for its pacing slot, and replacing its Live would leave it undialed
+                continue
             keys = tuple(c.key for c in self._caps_of(
                 Source(a.account_id, a.campaign_id, 1_000_000, 1_000_000 if a.campaign_id else None), a.phone_number))
             live = Live(a, capmod.Lease(self._member(a.call_id), keys), originated=None, watched=False)

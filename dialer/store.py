@@ -184,6 +184,15 @@ def _source_where(source: Source, now: datetime) -> list[Any]:
             c.cancel_requested_at.is_(None)]
 
 
+def _by_source(query: sa.Select[Any]) -> sa.Select[Any]:
+    """Read due calls by source (ix_calls_source_due: campaign_id, status, account_id,
+    next_attempt_at). Left to itself MariaDB takes ix_calls_due (status, next_attempt_at) and walks
+    every due call of every campaign, paused ones included, to find one source's: a claim or a
+    sweep then costs hundreds of ms at 50,000 due calls and grows with them (``bench/dispatch.py``)."""
+    return query.with_hint(_calls, "FORCE INDEX (ix_calls_source_due)", "mysql").with_hint(
+        _calls, "FORCE INDEX (ix_calls_source_due)", "mariadb")
+
+
 def _live_guard(table: sa.Table) -> list[Any]:
     return [table.c.status.in_(Step.FINISH.sources)]
 
@@ -256,10 +265,11 @@ class Store:
                 sa.select(camp.id, camp.account_id, camp.concurrent_limit, camp.window_start, camp.window_end,
                           camp.timezone).where(camp.status == CampaignStatus.RUNNING).order_by(camp.created_at)
             ).all()
+            # from ix_calls_source_due alone: an account found only for a call whose cancel is
+            # asked is harmless (``claim`` skips such calls)
             singles = list(conn.execute(
-                sa.select(c.account_id).distinct()
-                .where(c.campaign_id.is_(None), c.status == CallStatus.QUEUED, c.next_attempt_at <= now,
-                       c.cancel_requested_at.is_(None))
+                _by_source(sa.select(c.account_id).distinct()
+                           .where(c.campaign_id.is_(None), c.status == CallStatus.QUEUED, c.next_attempt_at <= now))
             ).scalars())
             open_campaigns = []
             for cid, account_id, limit, start, end, tz in campaigns:
@@ -301,8 +311,9 @@ class Store:
         result = Claim()
         with self.engine.begin() as conn:
             rows = conn.execute(
-                sa.select(c.id, c.phone_number, c.caller_id, c.audio_id, c.attempts_count, c.next_attempt_id,
-                          c.max_retries, c.retry_delay_seconds, c.rate_per_minute, c.pulse_seconds, listed)
+                _by_source(sa.select(c.id, c.phone_number, c.caller_id, c.audio_id, c.attempts_count,
+                                     c.next_attempt_id, c.max_retries, c.retry_delay_seconds, c.rate_per_minute,
+                                     c.pulse_seconds, listed))
                 .where(*_source_where(source, now))
                 .order_by(c.next_attempt_at, c.id).limit(limit)
                 .with_for_update(skip_locked=True)

@@ -11,8 +11,10 @@ import pytest
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
+def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.1,
+             sleep: Callable[[float], object] = time.sleep) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline
+    (``sleep=gevent.sleep`` where greenlets of the test's own process must run meanwhile)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while True:
@@ -21,4 +23,4 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval:
             return last
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
+        sleep(interval)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.queue
+import gevent.subprocess
 
 from dialer.esl_wire import RawEvent, parse_json_event, parse_plain_event, read_message
 from tests.fixtures import CAPTURES
@@ -84,3 +88,24 @@ class Collector:
                 out.append(self.next(quiet))
             except gevent.queue.Empty:
                 return out
+
+
+@contextmanager
+def simulator_process(*args: str) -> Iterator[tuple[str, int, gevent.subprocess.Popen]]:
+    """``python -m simulator`` on a free port (password ClueCon, ``args`` added): its host, port
+    and process, terminated on exit."""
+    proc = gevent.subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0", "--password", "ClueCon", *args],
+        cwd=Path(__file__).resolve().parents[2], stdout=gevent.subprocess.PIPE)
+    try:
+        with gevent.Timeout(15, AssertionError("simulator did not print LISTENING")):
+            line = proc.stdout.readline().decode().strip()
+        assert line.startswith("LISTENING "), line
+        host, _, port = line.split(" ", 1)[1].rpartition(":")
+        yield host, int(port), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except gevent.subprocess.TimeoutExpired:
+            proc.kill()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import uuid as uuidlib
 import wave
 from collections.abc import Iterator
@@ -23,34 +22,17 @@ from dialer.events import (
     PlaybackStopped,
 )
 
-from .conftest import Collector
+from .conftest import Collector, simulator_process
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parents[2]
 CALLER = "5550000000"
 
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[tuple[str, int, gevent.subprocess.Popen]]:
-    proc = gevent.subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", "0",
-         "--password", "ClueCon", "--time-scale", "10"],
-        cwd=ROOT,
-        stdout=gevent.subprocess.PIPE,
-    )
-    try:
-        with gevent.Timeout(15, AssertionError("simulator did not print LISTENING")):
-            line = proc.stdout.readline().decode().strip()
-        assert line.startswith("LISTENING "), line
-        host, _, port = line.split(" ", 1)[1].rpartition(":")
-        yield host, int(port), proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except gevent.subprocess.TimeoutExpired:
-            proc.kill()
+    with simulator_process("--time-scale", "10") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
