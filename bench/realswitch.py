@@ -72,7 +72,6 @@ def _bench_module(name: str) -> Any:
 
 
 bench_dialer = _bench_module("dialer")
-bench_faults = _bench_module("faults")
 
 PASSWORD = "ClueCon"  # the package configuration's event socket password
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -260,7 +259,9 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="zc_bench_realswitch_"))
     if not args.shared:
-        mariadb, private_redis = bench_faults.MariaDB(base), bench_faults.Redis(base)
+        from tests.model.services import MariaDB, Redis
+
+        mariadb, private_redis = MariaDB(base), Redis(base)
         args.db_server, args.redis_url = mariadb.server_url, private_redis.url
         with sa.create_engine(args.db_server, isolation_level="AUTOCOMMIT").connect() as conn:
             conn.exec_driver_sql("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
@@ -333,7 +334,9 @@ def main() -> int:
         with server.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         server.dispose()
-        bench_faults.stop_all()
+        from tests.model.services import stop_all
+
+        stop_all()
         shutil.rmtree(base, ignore_errors=True)
     report(args, results)
     return 0
