@@ -9,6 +9,7 @@ import marshmallow as ma
 
 from billing.rating import money_str
 from core.names import name_problem
+from core.phone import InvalidPhoneNumber, normalize_pk
 
 
 class MoneyField(ma.fields.Field):
@@ -32,6 +33,27 @@ def _visible_text(value: str) -> None:
     problem = name_problem(value)
     if problem is not None:
         raise ma.ValidationError(f"The name {problem}.")
+
+
+class PhoneNumber(ma.fields.String):
+    """A Pakistani phone number in any form people write it (``0300 1234567``, ``+92 300 ...``),
+    loaded as E.164; anything else is 422 ``VALIDATION_ERROR`` naming the field."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=ma.validate.Length(min=1, max=40), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return e164(super()._deserialize(value, attr, data, **kwargs))
+
+
+def e164(raw: str) -> str:
+    """``raw`` as E.164, or the phone field's ``ValidationError``."""
+    if len(raw) > 40:
+        raise ma.ValidationError("Longer than maximum length 40.")
+    try:
+        return normalize_pk(raw)
+    except InvalidPhoneNumber as exc:
+        raise ma.ValidationError(f"Not a valid Pakistani phone number ({exc.reason}).") from None
 
 
 class EnumValue(ma.fields.Field):
