@@ -9,7 +9,8 @@ import marshmallow as ma
 
 from billing.rating import money_str
 from core.names import name_problem
-from core.phone import InvalidPhoneNumber, normalize_pk
+from services import phones
+from services.errors import Refused
 
 
 class MoneyField(ma.fields.Field):
@@ -40,20 +41,18 @@ class PhoneNumber(ma.fields.String):
     loaded as E.164; anything else is 422 ``VALIDATION_ERROR`` naming the field."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(validate=ma.validate.Length(min=1, max=40), **kwargs)
+        super().__init__(validate=ma.validate.Length(min=1, max=phones.MAX_LENGTH), **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         return e164(super()._deserialize(value, attr, data, **kwargs))
 
 
 def e164(raw: str) -> str:
-    """``raw`` as E.164, or the phone field's ``ValidationError``."""
-    if len(raw) > 40:
-        raise ma.ValidationError("Longer than maximum length 40.")
+    """``raw`` as E.164, or the phone field's ``ValidationError`` (``services.phones``)."""
     try:
-        return normalize_pk(raw)
-    except InvalidPhoneNumber as exc:
-        raise ma.ValidationError(f"Not a valid Pakistani phone number ({exc.reason}).") from None
+        return phones.e164(raw)
+    except Refused as exc:
+        raise ma.ValidationError(exc.details["phone_number"][0]) from None
 
 
 class EnumValue(ma.fields.Field):

@@ -185,6 +185,8 @@ class Settings:
     db_pool_size: int = 20
     # how long a web process trusts an API key it verified (revocation reaches it within this); 0: never
     api_key_cache_seconds: float = 5.0
+    # a console sign-in lasts this long (sign-out and a password change end it before)
+    console_session_hours: int = 12
 
     @property
     def is_production(self) -> bool:
@@ -297,4 +299,5 @@ def load_settings() -> Settings:
         max_pending_imports=_int("MAX_PENDING_IMPORTS", 3),
         db_pool_size=_int("DB_POOL_SIZE", 20),
         api_key_cache_seconds=_float("API_KEY_CACHE_SECONDS", 5.0),
+        console_session_hours=_int("CONSOLE_SESSION_HOURS", 12),
     )

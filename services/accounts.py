@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from billing.rating import money_str
 from core import refresh_tokens
 from core.credentials import generate_api_key, hash_password, password_problem, verify_password
 from core.db import utcnow
-from core.models import Account, ApiKey, LedgerEntry, User
+from core.models import Account, ApiKey, LedgerEntry, RefreshFamily, User, new_id
 from core.names import name_problem
 from core.settings import Settings
 from services.errors import Refused
@@ -224,3 +225,31 @@ def change_password(session: Session, user_id: str, current_password: str, new_p
     set_password(session, user, new_password)
     session.commit()
     return user
+
+
+def start_sign_in(session: Session, user: User, hours: int) -> str:
+    """A console sign-in of ``user`` for ``hours``: a login family of its own (``core.refresh_tokens``),
+    so a password change ends it with the user's tokens. Returns its id. Commits."""
+    refresh_tokens.forget_expired(session, user.id)
+    family_id = refresh_tokens.start(session, user.id, new_id(), utcnow() + timedelta(hours=hours))
+    session.commit()
+    return family_id
+
+
+def signed_in_user(session: Session, user_id: str, sign_in_id: str, generation: int) -> User | None:
+    """The user of a live console sign-in: None once it was ended (sign-out, password change),
+    expired, or the user or the account was disabled."""
+    family = session.get(RefreshFamily, sign_in_id)
+    if family is None or family.user_id != user_id or family.revoked_at is not None or family.expires_at <= utcnow():
+        return None
+    user = session.get(User, user_id)
+    if user is None or not user.active or user.token_generation != generation:
+        return None
+    account = session.get(Account, user.account_id)
+    return user if account is not None and account.active else None
+
+
+def end_sign_in(session: Session, sign_in_id: str) -> None:
+    """Sign out: the sign-in ends at once, on every copy of its cookie. Commits."""
+    refresh_tokens.revoke(session, sign_in_id, refresh_tokens.SIGN_OUT)
+    session.commit()

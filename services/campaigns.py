@@ -3,6 +3,7 @@ resume / cancel, statistics, why a campaign is not dialing, and its report and r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +19,19 @@ from core import campaigns as lifecycle
 from core.campaign_states import INSUFFICIENT_BALANCE, CampaignStatus
 from core.db import utcnow
 from core.models import AudioFile, Call, Campaign, CampaignRejectedRow
+from core.names import name_problem
 from core.settings import Settings
 from core.window import Window
 from services.audio import own_ready_audio
 from services.errors import Refused, invalid
 from services.tenancy import owned
 from services.uploads import save_upload
+
+# the ranges a campaign's settings are allowed (the API's form declares the same ones from here)
+MAX_RETRIES = (0, 10)
+CONCURRENT_LIMIT = (1, 1000)
+RETRY_DELAY_SECONDS = (30, 86_400)
+CALLER_ID = re.compile(r"\+?[0-9]{3,15}")  # ASCII digits only, optionally after one +
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,18 @@ class NewCampaign:
 
 
 def check_new(session: Session, account_id: str, new: NewCampaign) -> tuple[AudioFile, Window]:
-    """The campaign's audio (404 / 409 as for calls) and calling window (422 when empty): what
-    is checked before the upload is read."""
+    """The campaign's name and settings (422), audio (404 / 409 as for calls) and calling window
+    (422 when empty): what is checked before the upload is read."""
+    problem = name_problem(new.name)
+    if problem is not None or not 0 < len(new.name) <= 200:
+        raise invalid("name", f"The name {problem or 'must be 1 to 200 characters'}.")
+    for field, value, (low, high) in (("max_retries", new.max_retries, MAX_RETRIES),
+                                      ("concurrent_limit", new.concurrent_limit, CONCURRENT_LIMIT),
+                                      ("retry_delay_seconds", new.retry_delay_seconds, RETRY_DELAY_SECONDS)):
+        if not low <= value <= high:
+            raise invalid(field, f"Must be greater than or equal to {low} and less than or equal to {high}.")
+    if new.caller_id and CALLER_ID.fullmatch(new.caller_id) is None:
+        raise invalid("caller_id", "must be 3 to 15 digits, optionally after a +")
     audio = own_ready_audio(session, account_id, new.audio_id)
     try:
         window = Window.of(new.window_start, new.window_end)

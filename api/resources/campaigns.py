@@ -31,9 +31,11 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1/campaigns", descripti
 class NewCampaignForm(ma.Schema):
     name = DisplayName(required=True, max_length=200)
     audio_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
-    concurrent_limit = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=1000))
-    retry_delay_seconds = ma.fields.Integer(load_default=300, validate=ma.validate.Range(min=30, max=86_400))
+    max_retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(*campaign_service.MAX_RETRIES))
+    concurrent_limit = ma.fields.Integer(load_default=10,
+                                         validate=ma.validate.Range(*campaign_service.CONCURRENT_LIMIT))
+    retry_delay_seconds = ma.fields.Integer(load_default=300,
+                                            validate=ma.validate.Range(*campaign_service.RETRY_DELAY_SECONDS))
     caller_id = ma.fields.String(validate=CALLER_ID)
     start_at = ma.fields.AwareDateTime(metadata={"description": "ISO 8601 with a zone; dialing starts then"})
     window_start = ma.fields.String(load_default="09:00", validate=TIME_OF_DAY,
