@@ -23,6 +23,7 @@ from api.auth import current
 from api.context import db, services
 from api.errors import ApiError
 from api.limits import hit
+from core.rate_limits import UPLOAD_ACCOUNT
 from services.uploads import check_pending_imports
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _account_upload_limit(account_id: str) -> None:
     """429 ``RATE_LIMITED`` past ``RATELIMIT_UPLOAD`` uploads of the account (moving window, in
     the rate limits' storage; counted in memory while Redis is unreachable)."""
-    full = hit(services().settings.ratelimit_upload, "upload-account", f"account:{account_id}")
+    full = hit(services().settings.ratelimit_upload, UPLOAD_ACCOUNT, f"account:{account_id}")
     if full is not None:
         retry = max(1, full.reset_at - int(time.time()))
         raise ApiError(429, "RATE_LIMITED", f"Rate limit exceeded ({full.item}) for CSV uploads of this account. "

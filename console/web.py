@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -76,7 +76,8 @@ def signed_in(view: F) -> F:
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if load_user() is None:
-            return redirect(url_for("console.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
+            back = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("console.login", next=back))
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
@@ -121,8 +122,13 @@ def limited_page(exc: Limited) -> ResponseReturnValue:
 def refused_page(exc: Refused) -> ResponseReturnValue:
     """A refusal outside a form (another tenant's id: 404): the error page."""
     if exc.status == 404:
-        abort(404)
+        return not_found_page()
     return render_template("error.html", status=exc.status, title=exc.code, message=exc.message), exc.status
+
+
+def not_found_page() -> ResponseReturnValue:
+    return render_template("error.html", status=404, title="Not found",
+                           message="There is no such page in your account."), 404
 
 
 def show_refusal(exc: Refused) -> None:

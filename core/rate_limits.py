@@ -28,6 +28,7 @@ LOGIN = "login"
 CREATE = "create"
 PASSWORD = "password"
 UPLOAD = "upload"
+UPLOAD_ACCOUNT = "upload-account"  # CSV uploads per account, whatever key or user sends them
 EXTENSION = "zenscall_limits"
 KEY_PREFIX = "zc-rl"
 RETRY_SECONDS = 5.0

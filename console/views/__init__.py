@@ -72,8 +72,7 @@ def _refused(exc: Refused) -> ResponseReturnValue:
 
 @blp.errorhandler(NotFound)
 def _not_found(_exc: NotFound) -> ResponseReturnValue:
-    return render_template("error.html", status=404, title="Not found",
-                           message="There is no such page in your account."), 404
+    return web.not_found_page()
 
 
 @blp.errorhandler(CSRFError)

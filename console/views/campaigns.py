@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from console import charts, web
 from console.views import KARACHI, blp
 from core.campaign_states import FINAL, CampaignStatus
-from core.rate_limits import CREATE
+from core.rate_limits import CREATE, UPLOAD_ACCOUNT
 from core.spreadsheet import csv_chunks
 from services import audio as audio_service
 from services import campaigns as campaign_service
@@ -20,7 +20,6 @@ from services.pages import paginate
 from services.uploads import check_pending_imports, checked_head, display_filename
 
 REJECTED_SHOWN = 50
-UPLOAD_ACCOUNT = "upload-account"  # the API's per-account bucket of CSV uploads
 
 
 @blp.route("/campaigns")

@@ -7,14 +7,12 @@ from flask.typing import ResponseReturnValue
 
 from console import web
 from console.views import blp
-from core.rate_limits import CREATE
+from core.rate_limits import CREATE, UPLOAD_ACCOUNT
 from services import dnc as dnc_service
 from services import phones
 from services.errors import Refused, invalid
 from services.pages import paginate
 from services.uploads import check_pending_imports, checked_head, display_filename
-
-UPLOAD_ACCOUNT = "upload-account"
 
 
 @blp.route("/dnc")
