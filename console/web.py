@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,14 @@ def signed_in(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
+
+
+def go(url: str) -> ResponseReturnValue:
+    """After a form: to ``url`` (303). A page's script that sent the form itself (an upload with
+    a progress bar) gets the address instead, and goes there: its messages are then shown."""
+    if request.headers.get("X-Console-Upload") == "1":
+        return jsonify(location=url)
+    return redirect(url, 303)
 
 
 def limiter() -> RateLimits:

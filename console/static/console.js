@@ -11,12 +11,17 @@ function sendWithProgress(form, data) {
   const xhr = new XMLHttpRequest();
   xhr.open("POST", form.action);
   xhr.setRequestHeader("X-CSRFToken", form.querySelector("input[name=csrf_token]").value);
+  xhr.setRequestHeader("X-Console-Upload", "1");  // answer with the next page's address
+  xhr.responseType = "json";
   if (bar) { bar.hidden = false; bar.value = 0; }
   if (button) { button.disabled = true; }
   xhr.upload.addEventListener("progress", (event) => {
     if (bar && event.lengthComputable) { bar.value = Math.round((100 * event.loaded) / event.total); }
   });
-  xhr.addEventListener("load", () => { window.location.assign(xhr.responseURL || form.action); });
+  xhr.addEventListener("load", () => {
+    const next = xhr.response && xhr.response.location;
+    window.location.assign(next || form.action);
+  });
   xhr.addEventListener("error", () => {
     if (button) { button.disabled = false; }
     window.alert("The upload failed: check the connection and try again.");

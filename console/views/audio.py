@@ -37,9 +37,9 @@ def upload_audio() -> ResponseReturnValue:
         row, ready = audio_service.upload(web.db(), web.audio_files(), web.account_id(), data, name, filename)
     except Refused as exc:
         web.show_refusal(exc)
-        return redirect(url_for("console.audio"), 303)
+        return web.go(url_for("console.audio"))
     flash(f"“{row.name}” is {'ready' if ready else 'being converted'}.", "info")
-    return redirect(url_for("console.audio"), 303)
+    return web.go(url_for("console.audio"))
 
 
 @blp.route("/audio/<audio_id>.wav")
