@@ -5,7 +5,7 @@ call or an active campaign still needs the file)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from rq import Queue
@@ -64,7 +64,7 @@ def error_of(audio: AudioFile) -> dict[str, Any] | None:
             "details": audio.error_details or {}}
 
 
-def read_upload(stream: BinaryIO, settings: Settings) -> bytes:
+def read_upload(stream: IO[bytes], settings: Settings) -> bytes:
     """The uploaded bytes, read up to ``MAX_AUDIO_BYTES``: 413 ``AUDIO_TOO_LARGE`` beyond."""
     data = stream.read(settings.max_audio_bytes + 1)
     if len(data) > settings.max_audio_bytes:

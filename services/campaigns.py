@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from rq import Queue
@@ -69,7 +69,7 @@ def check_new(session: Session, account_id: str, new: NewCampaign) -> tuple[Audi
 
 
 def create(session: Session, settings: Settings, queue: Queue, account_id: str, new: NewCampaign,
-           filename: str, head: bytes, stream: BinaryIO) -> Campaign:
+           filename: str, head: bytes, stream: IO[bytes]) -> Campaign:
     """Store the CSV (``head`` already checked) and the campaign IMPORTING, and enqueue its
     import. 404/409 for the audio (as calls), 422 for an empty window, 413 past ``MAX_CSV_BYTES``,
     503 when the queue is unreachable. Commits."""

@@ -3,7 +3,7 @@ uploads, which the worker imports (``campaigns.dnc_importer``): a request never 
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from rq import Queue
@@ -48,7 +48,7 @@ def list_query(account_id: str, phone: str | None = None) -> sa.Select[Any]:
 
 
 def start_import(session: Session, settings: Settings, queue: Queue, account_id: str, filename: str,
-                 head: bytes, stream: BinaryIO) -> DncImport:
+                 head: bytes, stream: IO[bytes]) -> DncImport:
     """Store a bulk upload (``head`` already checked) and enqueue its import: the import QUEUED.
     413 past ``MAX_CSV_BYTES``; 503 when the queue is unreachable. Commits."""
     row = DncImport(account_id=account_id, status=ImportStatus.QUEUED, filename=filename)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ def display_filename(raw: str | None, field: str, default: str) -> str:
     return name
 
 
-def checked_head(stream: BinaryIO, field: str) -> bytes:
+def checked_head(stream: IO[bytes], field: str) -> bytes:
     """The first ``SNIFF_BYTES`` of the upload, which must look like a phone list (``sniff``):
     422 with the reader's code (EMPTY_FILE, BINARY_FILE, INVALID_ENCODING, NO_PHONE_COLUMN ...)."""
     head: bytes = stream.read(SNIFF_BYTES)
@@ -65,7 +65,7 @@ def checked_head(stream: BinaryIO, field: str) -> bytes:
     return head
 
 
-def save_upload(session: Session, head: bytes, stream: BinaryIO, path: Path, limit: int, field: str) -> int:
+def save_upload(session: Session, head: bytes, stream: IO[bytes], path: Path, limit: int, field: str) -> int:
     """Store the rest of the upload after ``head`` at ``path``; above ``limit`` bytes roll the
     session back and refuse with 413 ``CSV_TOO_LARGE``. Returns the size."""
     size = store_upload(head, stream, path, limit)
@@ -76,7 +76,7 @@ def save_upload(session: Session, head: bytes, stream: BinaryIO, path: Path, lim
     return size
 
 
-def store_upload(head: bytes, stream: BinaryIO, path: Path, limit: int) -> int:
+def store_upload(head: bytes, stream: IO[bytes], path: Path, limit: int) -> int:
     """Copy the upload to ``path`` (atomically, through ``.part``), stopping as soon as it passes
     ``limit`` bytes; then nothing is left on disk. Returns the size seen (``> limit``: too large)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -28,7 +30,8 @@ def dnc() -> ResponseReturnValue:
         except Refused as exc:
             web.show_refusal(exc)
     if search and phone is None:
-        items, meta = [], {"page": 1, "total": 0, "total_pages": 0, "has_next": False, "has_prev": False}
+        items: list[Any] = []
+        meta: dict[str, Any] = {"page": 1, "total": 0, "total_pages": 0, "has_next": False, "has_prev": False}
     else:
         items, meta = paginate(session, dnc_service.list_query(account_id, phone), page, 25)
     imports, _ = paginate(session, dnc_service.imports_query(account_id), 1, 5)
