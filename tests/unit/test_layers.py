@@ -17,7 +17,7 @@ ALLOWED = {
     "campaigns": {"core"},
     "dialer": {"core", "billing"},
     "dashboard": {"core"},
-    "api": {"core", "billing", "services", "campaigns"},
+    "api": {"core", "billing", "services", "campaigns", "console"},  # create_app mounts the console
     "console": {"core", "billing", "services"},
 }
 
