@@ -13,10 +13,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from core.models import User
-from core.rate_limits import EXTENSION, GLOBAL, Figures, RateLimits, hit_in
+from core.rate_limits import CREATE, EXTENSION, GLOBAL, UPLOAD_ACCOUNT, Figures, RateLimits, hit_in
 from services import accounts
 from services.audio import AudioFiles
 from services.errors import Refused
+from services.uploads import check_pending_imports
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_KEYS = ("uid", "sid", "gen")
@@ -109,6 +110,16 @@ def limit(spec: str, scope: str, bucket: str) -> None:
         raise Limited(full)
 
 
+def csv_upload_limits() -> None:
+    """The API's limits of a CSV upload (campaign or do-not-call list), before its body is read:
+    creations per user, imports pending per account (429 ``TOO_MANY_IMPORTS``), uploads per
+    account."""
+    settings_, account = settings(), account_id()
+    limit(settings_.ratelimit_create, CREATE, f"user:{user().id}")
+    check_pending_imports(db(), account, settings_.max_pending_imports)
+    limit(settings_.ratelimit_upload, UPLOAD_ACCOUNT, f"account:{account}")
+
+
 def client_bucket() -> str:
     return "ip:" + (request.remote_addr or "unknown")
 
@@ -137,6 +148,22 @@ def refused_page(exc: Refused) -> ResponseReturnValue:
 def not_found_page() -> ResponseReturnValue:
     return render_template("error.html", status=404, title="Not found",
                            message="There is no such page in your account."), 404
+
+
+def act(action: Callable[[], Any], done: str | Callable[[Any], str], back: str, *,
+        missing_is_404: bool = True) -> ResponseReturnValue:
+    """A form's action: its refusal shown above the page it goes back to (a missing row as the
+    404 page, unless ``missing_is_404`` is off), else ``done`` (or ``done(result)``); then to
+    ``back`` (303)."""
+    try:
+        result = action()
+    except Refused as exc:
+        if exc.status == 404 and missing_is_404:
+            raise
+        show_refusal(exc)
+    else:
+        flash(done(result) if callable(done) else done, "info")
+    return redirect(back, 303)
 
 
 def show_refusal(exc: Refused) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, send_file, url_for
+from flask import flash, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 
 from console import web
@@ -55,12 +55,5 @@ def play_audio(audio_id: str) -> ResponseReturnValue:
 @blp.route("/audio/<audio_id>/delete", methods=["POST"])
 @web.signed_in
 def delete_audio(audio_id: str) -> ResponseReturnValue:
-    try:
-        audio_service.delete(web.db(), web.audio_files(), web.account_id(), audio_id)
-    except Refused as exc:
-        if exc.status == 404:
-            raise
-        web.show_refusal(exc)
-    else:
-        flash("The message is deleted.", "info")
-    return redirect(url_for("console.audio"), 303)
+    return web.act(lambda: audio_service.delete(web.db(), web.audio_files(), web.account_id(), audio_id),
+                   "The message is deleted.", url_for("console.audio"))

@@ -110,12 +110,5 @@ def place_call() -> ResponseReturnValue:
 @blp.route("/calls/<call_id>/cancel", methods=["POST"])
 @web.signed_in
 def cancel_call(call_id: str) -> ResponseReturnValue:
-    try:
-        call_service.cancel_own(web.db(), web.wiring().dial_queue, web.account_id(), call_id)
-    except Refused as exc:
-        if exc.status == 404:
-            raise
-        web.show_refusal(exc)
-    else:
-        flash("The call is cancelled.", "info")
-    return redirect(url_for("console.call", call_id=call_id), 303)
+    return web.act(lambda: call_service.cancel_own(web.db(), web.wiring().dial_queue, web.account_id(), call_id),
+                   "The call is cancelled.", url_for("console.call", call_id=call_id))

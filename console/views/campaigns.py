@@ -11,13 +11,12 @@ from flask.typing import ResponseReturnValue
 from console import charts, web
 from console.views import KARACHI, blp
 from core.campaign_states import FINAL, CampaignStatus
-from core.rate_limits import CREATE, UPLOAD_ACCOUNT
 from core.spreadsheet import csv_chunks
 from services import audio as audio_service
 from services import campaigns as campaign_service
 from services.errors import Refused, invalid
 from services.pages import paginate
-from services.uploads import check_pending_imports, checked_head, display_filename
+from services.uploads import checked_head, display_filename
 
 REJECTED_SHOWN = 50
 
@@ -62,11 +61,8 @@ def _start_at() -> datetime | None:
 @web.signed_in
 def create_campaign() -> ResponseReturnValue:
     settings, account_id, session = web.settings(), web.account_id(), web.db()
-    # the API's limits: campaign creation per user, CSV uploads per account, imports pending
-    web.limit(settings.ratelimit_create, CREATE, f"user:{web.user().id}")
     try:
-        check_pending_imports(session, account_id, settings.max_pending_imports)
-        web.limit(settings.ratelimit_upload, UPLOAD_ACCOUNT, f"account:{account_id}")
+        web.csv_upload_limits()
         new = campaign_service.NewCampaign(
             name=request.form.get("name", "").strip(), audio_id=request.form.get("audio_id", ""),
             max_retries=_int("max_retries", 0), retry_delay_seconds=_int("retry_delay_seconds", 300),
@@ -116,16 +112,11 @@ def campaign_progress(campaign_id: str) -> ResponseReturnValue:
 @blp.route("/campaigns/<campaign_id>/<any(pause, resume, cancel):action>", methods=["POST"])
 @web.signed_in
 def change_campaign(campaign_id: str, action: str) -> ResponseReturnValue:
-    try:
-        campaign_service.change(web.db(), web.account_id(), campaign_id, action,
-                                hang_up_live=request.form.get("hang_up_live") == "1")
-    except Refused as exc:
-        if exc.status == 404:
-            raise
-        web.show_refusal(exc)
-    else:
-        flash({"pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}[action], "info")
-    return redirect(url_for("console.campaign", campaign_id=campaign_id), 303)
+    hang_up = request.form.get("hang_up_live") == "1"
+    return web.act(lambda: campaign_service.change(web.db(), web.account_id(), campaign_id, action,
+                                                   hang_up_live=hang_up),
+                   {"pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}[action],
+                   url_for("console.campaign", campaign_id=campaign_id))
 
 
 @blp.route("/campaigns/<campaign_id>/report.csv")

@@ -9,12 +9,11 @@ from flask.typing import ResponseReturnValue
 
 from console import web
 from console.views import blp
-from core.rate_limits import CREATE, UPLOAD_ACCOUNT
 from services import dnc as dnc_service
 from services import phones
 from services.errors import Refused, invalid
 from services.pages import paginate
-from services.uploads import check_pending_imports, checked_head, display_filename
+from services.uploads import checked_head, display_filename
 
 
 @blp.route("/dnc")
@@ -41,40 +40,35 @@ def dnc() -> ResponseReturnValue:
 @blp.route("/dnc", methods=["POST"])
 @web.signed_in
 def add_dnc() -> ResponseReturnValue:
-    try:
+    def add() -> tuple[str, bool]:
         phone = phones.e164(request.form.get("phone_number", ""))
         reason = request.form.get("reason", "").strip()
         if len(reason) > 200:
             raise invalid("reason", "Longer than maximum length 200.")
-        _row, added = dnc_service.add(web.db(), web.account_id(), phone, reason or None)
-    except Refused as exc:
-        web.show_refusal(exc)
-    else:
-        flash(f"{phone} {'is added to' if added else 'was already on'} the do-not-call list.", "info")
-    return redirect(url_for("console.dnc"), 303)
+        return phone, dnc_service.add(web.db(), web.account_id(), phone, reason or None)[1]
+
+    return web.act(add, lambda done: f"{done[0]} {'is added to' if done[1] else 'was already on'} the do-not-call "
+                   "list.", url_for("console.dnc"))
 
 
 @blp.route("/dnc/remove", methods=["POST"])
 @web.signed_in
 def remove_dnc() -> ResponseReturnValue:
-    try:
+    def remove() -> str:
         phone = phones.e164(request.form.get("phone_number", ""))
         dnc_service.remove(web.db(), web.account_id(), phone)
-    except Refused as exc:
-        web.show_refusal(exc)
-    else:
-        flash(f"{phone} is removed from the do-not-call list.", "info")
-    return redirect(url_for("console.dnc"), 303)
+        return phone
+
+    return web.act(remove, lambda phone: f"{phone} is removed from the do-not-call list.", url_for("console.dnc"),
+                   missing_is_404=False)
 
 
 @blp.route("/dnc/bulk", methods=["POST"])
 @web.signed_in
 def bulk_dnc() -> ResponseReturnValue:
     settings, account_id, session = web.settings(), web.account_id(), web.db()
-    web.limit(settings.ratelimit_create, CREATE, f"user:{web.user().id}")
     try:
-        check_pending_imports(session, account_id, settings.max_pending_imports)
-        web.limit(settings.ratelimit_upload, UPLOAD_ACCOUNT, f"account:{account_id}")
+        web.csv_upload_limits()
         upload = request.files.get("csv_file")
         if upload is None or not upload.filename:
             raise invalid("csv_file", "Choose a CSV file of phone numbers.")
