@@ -48,3 +48,15 @@ def test_the_test_kit_is_never_imported_by_the_product() -> None:
         for path in (ROOT / package).rglob("*.py"):
             kit = {"simulator", "tests", "bench"} & imports_of(path)
             assert not kit, f"{path.relative_to(ROOT)} imports {kit}"
+
+
+def test_http_resources_import_no_other_resource() -> None:
+    """What two resources share lives in a service (or api's own modules), never in a resource."""
+    wrong = {}
+    for path in sorted((ROOT / "api" / "resources").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.startswith("api.resources") for name in names):
+                wrong[path.name] = names
+    assert wrong == {}
