@@ -112,8 +112,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     for module in (auth, api_keys, audio, calls, campaigns, dnc, balance, webhooks, health):
         api.register_blueprint(module.blp)
+    from console import init_console
+
+    # the console counts its requests itself, per signed-in user (console.web.count_request)
+    console_endpoints = init_console(app, settings)
     bind_route_limits(app)
-    exempt_endpoints(app, "health.health", "health.ready", "metrics")
+    exempt_endpoints(app, "health.health", "health.ready", "metrics", *console_endpoints)
 
     @app.get(f"{API_PREFIX}/docs/assets/<path:filename>")
     def swagger_assets(filename: str) -> Response:

@@ -14,6 +14,8 @@ from flask import Flask, jsonify
 from flask.wrappers import Response
 from werkzeug.exceptions import HTTPException
 
+from services.errors import Refused
+
 log = logging.getLogger("zenscall.api")
 
 # Default codes per HTTP status, for errors raised by the framework itself (and by gunicorn,
@@ -39,17 +41,9 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
 }
 
 
-class ApiError(Exception):
-    """An error a view wants to answer with; carries the documented fields."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-        self.headers = headers or {}
+class ApiError(Refused):
+    """An error a view wants to answer with; carries the documented fields. The services'
+    refusals (``services.errors.Refused``) answer the same way."""
 
 
 def not_found(what: str) -> ApiError:
@@ -104,7 +98,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     return error_response(status, code, message, details, headers)
 
 
-def handle_api_error(error: ApiError) -> Response:
+def handle_api_error(error: Refused) -> Response:
     return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
@@ -117,6 +111,6 @@ def handle_unexpected(error: Exception) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(Refused, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -7,6 +7,8 @@ from typing import Any
 import marshmallow as ma
 
 from core.names import name_problem
+from services import phones
+from services.errors import Refused
 from services.representations import (  # noqa: F401 - the API's schemas, re-exported
     AttemptSchema,
     CallDetailSchema,
@@ -30,6 +32,25 @@ def _visible_text(value: str) -> None:
     problem = name_problem(value)
     if problem is not None:
         raise ma.ValidationError(f"The name {problem}.")
+
+
+class PhoneNumber(ma.fields.String):
+    """A Pakistani phone number in any form people write it (``0300 1234567``, ``+92 300 ...``),
+    loaded as E.164; anything else is 422 ``VALIDATION_ERROR`` naming the field."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=ma.validate.Length(min=1, max=phones.MAX_LENGTH), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return e164(super()._deserialize(value, attr, data, **kwargs))
+
+
+def e164(raw: str) -> str:
+    """``raw`` as E.164, or the phone field's ``ValidationError`` (``services.phones``)."""
+    try:
+        return phones.e164(raw)
+    except Refused as exc:
+        raise ma.ValidationError(exc.details["phone_number"][0]) from None
 
 
 class FullMatch(ma.validate.Regexp):

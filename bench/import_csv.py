@@ -256,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
         if profiler:
             profiler.enable()
         result = importer.import_campaign(campaigns[1]["id"], settings=settings, engine=engine,
-                                          limits=importer.ImportLimits(max_rows=max(args.rows, 1)))
+                                          limits=dataclasses.replace(importer.ImportLimits.from_settings(settings),
+                                                                     max_rows=max(args.rows, 1)))
         if profiler:
             profiler.disable()
         seconds = time.perf_counter() - started

@@ -39,14 +39,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns.csv_reader import FILE_TOO_LARGE, MAX_BYTES, MAX_LINES, CsvError, PhoneCsv
+from campaigns.csv_reader import FILE_TOO_LARGE, CsvError, PhoneCsv
 from core import outbox
 from core.call_states import CallStatus
 from core.campaign_states import CampaignStatus
 from core.db import make_engine, utcnow
 from core.models import ZERO, Call, Campaign, CampaignRejectedRow, DncNumber
 from core.phone import InvalidPhoneNumber, normalize_pk
-from core.settings import ConfigError, Settings, load_settings
+from core.settings import Settings, load_settings
 
 log = logging.getLogger("zenscall.campaigns.import")
 
@@ -69,12 +69,12 @@ _dnc = DncNumber.__table__
 
 @dataclass(frozen=True)
 class ImportLimits:
-    """Upload limits: ``MAX_CSV_BYTES`` (100 MB), ``MAX_CSV_ROWS`` (1,000,000) and ``MAX_CSV_LINES``
-    (physical lines, blank ones included; twice the rows plus 1,000)."""
+    """Upload limits, read from the settings only: ``MAX_CSV_BYTES``, ``MAX_CSV_ROWS`` and
+    ``MAX_CSV_LINES`` (physical lines, blank ones included)."""
 
-    max_bytes: int = MAX_BYTES
-    max_rows: int = 1_000_000
-    max_lines: int = MAX_LINES
+    max_bytes: int
+    max_rows: int
+    max_lines: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImportLimits:
@@ -84,17 +84,6 @@ class ImportLimits:
     def reader(self, fileobj: Any) -> PhoneCsv:
         """A ``PhoneCsv`` over ``fileobj`` within these limits."""
         return PhoneCsv(fileobj, max_rows=self.max_rows, max_bytes=self.max_bytes, max_lines=self.max_lines)
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
 
 
 def upload_path(settings: Settings, campaign_id: str) -> Path:

@@ -22,6 +22,7 @@ from core.models import RefreshFamily
 
 REUSE = "reuse"
 PASSWORD_CHANGE = "password_change"
+SIGN_OUT = "sign_out"
 
 
 def start(session: Session, user_id: str, jti: str, expires_at: datetime) -> str:
@@ -49,6 +50,11 @@ def rotate(session: Session, family_id: str, user_id: str, used_jti: str, new_jt
         return True
     _revoke(session, RefreshFamily.id == family_id, REUSE)
     return False
+
+
+def revoke(session: Session, family_id: str, reason: str) -> int:
+    """Revoke one family (a sign-out); returns 1 when it was live."""
+    return _revoke(session, RefreshFamily.id == family_id, reason)
 
 
 def revoke_all(session: Session, user_id: str, reason: str = PASSWORD_CHANGE) -> int:

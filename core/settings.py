@@ -197,6 +197,8 @@ class Settings:
     webhook_endpoint_concurrency: int = 4  # sends of one receiver queued or running at once
     webhook_order_wait_seconds: float = 600.0  # a call's event waits at most this for an earlier one
     webhook_queue: str = "webhooks"
+    # a console sign-in lasts this long (sign-out and a password change end it before)
+    console_session_hours: int = 12
 
     @property
     def is_production(self) -> bool:
@@ -320,4 +322,5 @@ def load_settings() -> Settings:
         webhook_endpoint_concurrency=_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4),
         webhook_order_wait_seconds=_float("WEBHOOK_ORDER_WAIT_SECONDS", 600.0),
         webhook_queue=_env("WEBHOOK_QUEUE", "webhooks"),
+        console_session_hours=_int("CONSOLE_SESSION_HOURS", 12),
     )

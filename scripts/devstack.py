@@ -95,9 +95,10 @@ def main() -> None:
 ZensCall is starting (database {settings.database_url.split('://')[0]}, Redis {redis_url},
 FreeSWITCH {'simulator on 127.0.0.1:' + fs_port if 'FS_HOST' not in os.environ else os.environ['FS_HOST']}).
 
+  Console    http://127.0.0.1:{port}/   (sign in with the demo login)
+  Demo login {demo['email']} / {demo['password']}
   API        {base}          docs: {base}/docs
   Dashboard  {dashboard}   (user admin, password in {settings.var_dir}/dashboard.password)
-  Demo login {demo['email']} / {demo['password']}
   API key    {key}
   Audio id   {demo['audio_id']}
 

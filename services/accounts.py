@@ -4,17 +4,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from billing import ledger
+from billing.rating import money_str
 from core import refresh_tokens
-from core.credentials import generate_api_key, hash_password, password_problem
-from core.models import Account, ApiKey, User
+from core.credentials import generate_api_key, hash_password, password_problem, verify_password
+from core.db import utcnow
+from core.models import Account, ApiKey, LedgerEntry, RefreshFamily, User, new_id
 from core.names import name_problem
 from core.settings import Settings
+from services.errors import Refused
+from services.tenancy import owned
 
 
 class AccountError(ValueError):
@@ -144,3 +150,106 @@ def set_password(session: Session, user: User, new_password: str) -> None:
     user.token_generation = User.token_generation + 1  # in SQL: two changes at once both count
     session.flush()
     refresh_tokens.revoke_all(session, user.id)
+
+
+def own_key(session: Session, account_id: str, key_id: str) -> ApiKey:
+    return owned(session, ApiKey, account_id, key_id, "API key")
+
+
+def keys_query(account_id: str) -> sa.Select[Any]:
+    """The account's API keys, newest first (never the keys themselves)."""
+    return sa.select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at.desc(), ApiKey.id)
+
+
+def revoke_key(session: Session, account_id: str, key_id: str) -> ApiKey:
+    """Revoke the account's key (again: no change). Commits. The web processes' key caches
+    forget it (``api.key_cache``): the caller tells its own."""
+    row = own_key(session, account_id, key_id)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+    return row
+
+
+def balance(session: Session, account_id: str) -> dict[str, Any]:
+    """Balance, the amount reserved for calls in progress, what is available, and the rate."""
+    account = session.get(Account, account_id)
+    assert account is not None
+    return {
+        "account_id": account.id,
+        "balance": account.balance,
+        "reserved": account.reserved,
+        "available": account.available,
+        "currency": account.currency,
+        "rate": {
+            "per_minute": account.rate_per_minute,
+            "pulse_seconds": account.pulse_seconds,
+            "description": f"PKR {money_str(account.rate_per_minute)} per minute, billed per "
+                           f"{account.pulse_seconds}-second pulse of answered time",
+        },
+        "max_concurrent_calls": account.max_concurrent_calls,
+    }
+
+
+def ledger_query(account_id: str, kind: str | None = None, call_id: str | None = None) -> sa.Select[Any]:
+    """The append-only ledger, newest first. The balance is the sum of ``amount``."""
+    query = sa.select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+    if kind is not None:
+        query = query.where(LedgerEntry.kind == kind)
+    if call_id is not None:
+        query = query.where(LedgerEntry.call_id == call_id)
+    return query.order_by(LedgerEntry.id.desc())
+
+
+def authenticate(session: Session, email: str, password: str) -> User:
+    """The active user with this email and password, its login time noted (not committed); 401
+    ``INVALID_CREDENTIALS`` (the same answer for an unknown email, which costs the same hash
+    check) or ``ACCOUNT_DISABLED``."""
+    user = session.execute(sa.select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        raise Refused(401, "INVALID_CREDENTIALS", "Email or password is incorrect.")
+    account = session.get(Account, user.account_id)
+    if account is None or not account.active:
+        raise Refused(401, "ACCOUNT_DISABLED", "This account is disabled.")
+    user.last_login_at = utcnow()
+    return user
+
+
+def change_password(session: Session, user_id: str, current_password: str, new_password: str) -> User:
+    """A user changes their password: 401 ``INVALID_CREDENTIALS`` when ``current_password`` is
+    wrong; then ``set_password`` (every token issued before is revoked). Commits."""
+    user = session.get(User, user_id)
+    if user is None or not verify_password(user.password_hash, current_password):
+        raise Refused(401, "INVALID_CREDENTIALS", "The current password is incorrect.")
+    set_password(session, user, new_password)
+    session.commit()
+    return user
+
+
+def start_sign_in(session: Session, user: User, hours: int) -> str:
+    """A console sign-in of ``user`` for ``hours``: a login family of its own (``core.refresh_tokens``),
+    so a password change ends it with the user's tokens. Returns its id. Commits."""
+    refresh_tokens.forget_expired(session, user.id)
+    family_id = refresh_tokens.start(session, user.id, new_id(), utcnow() + timedelta(hours=hours))
+    session.commit()
+    return family_id
+
+
+def signed_in_user(session: Session, user_id: str, sign_in_id: str, generation: int) -> User | None:
+    """The user of a live console sign-in: None once it was ended (sign-out, password change),
+    expired, or the user or the account was disabled."""
+    family = session.get(RefreshFamily, sign_in_id)
+    if family is None or family.user_id != user_id or family.revoked_at is not None or family.expires_at <= utcnow():
+        return None
+    user = session.get(User, user_id)
+    if user is None or not user.active or user.token_generation != generation:
+        return None
+    account = session.get(Account, user.account_id)
+    return user if account is not None and account.active else None
+
+
+def end_sign_in(session: Session, sign_in_id: str) -> None:
+    """Sign out: the sign-in ends at once, on every copy of its cookie. Commits."""
+    refresh_tokens.revoke(session, sign_in_id, refresh_tokens.SIGN_OUT)
+    session.commit()

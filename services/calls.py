@@ -11,23 +11,31 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from rq import Queue
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from billing import ledger
-from billing.rating import reservation_for
+from billing.rating import format_pkr, reservation_for
 from core import call_states as cs
 from core import outbox
 from core.call_states import CallStatus, Step
 from core.db import utcnow
 from core.models import ZERO, Account, AudioFile, Call, new_id
+from core.queues import DialNudges, enqueue_cancel
 from core.states import AudioStatus
+from services.audio import own_ready_audio
+from services.errors import Refused, invalid, not_found
+from services.tenancy import owned
+
+KARACHI = ZoneInfo("Asia/Karachi")
 
 
 @dataclass(frozen=True)
@@ -200,3 +208,96 @@ def cancel(session: Session, call_id: str) -> bool:
             return False
     return False
 
+
+
+def own_call(session: Session, account_id: str, call_id: str) -> Call:
+    return owned(session, Call, account_id, call_id, "Call")
+
+
+def ready_terms(session: Session, account_id: str, audio_id: str) -> CallTerms:
+    """The account's READY audio with the account's terms (one SELECT); 404 / 409 as
+    ``services.audio.own_ready_audio``, 403 when the account was disabled."""
+    terms = call_terms(session, account_id, audio_id)
+    if terms is None or terms.audio_status != AudioStatus.READY:
+        own_ready_audio(session, account_id, audio_id)  # raises the 404, or the 409 with the state and error
+        terms = call_terms(session, account_id, audio_id)  # it became READY in between
+        if terms is None or terms.audio_status != AudioStatus.READY:
+            raise not_found("Audio file")  # and changed again since
+    if not terms.account_active:
+        raise Refused(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    return terms
+
+
+def place(session: Session, nudges: DialNudges, new: NewCall, request_fingerprint: str | None) -> tuple[Call, bool]:
+    """``create_call`` with its refusals (402 ``INSUFFICIENT_BALANCE``, 422
+    ``IDEMPOTENCY_KEY_REUSED``), then the dialer's job for a new call; (call, created)."""
+    try:
+        call, created = create_call(session, new, request_fingerprint)
+    except ledger.InsufficientBalance as exc:
+        raise Refused(
+            402, "INSUFFICIENT_BALANCE",
+            f"Your balance is too low to make this call. Current balance: {format_pkr(exc.available)}",
+            {"available": str(exc.available), "required": str(exc.required), "currency": "PKR"},
+        ) from None
+    except IdempotencyMismatch:
+        raise Refused(422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used with a different request.",
+                      {"Idempotency-Key": ["used with a different request body"]}) from None
+    if created:
+        nudges.call_written(call.id)  # the dialer's job, sent off the request
+    return call, created
+
+
+def cancel_own(session: Session, dial_queue: Queue, account_id: str, call_id: str) -> Call:
+    """Cancel the account's call; 409 ``CALL_ALREADY_FINAL`` once it has ended. A live call is
+    hung up by the dialer (its job is enqueued here)."""
+    call = own_call(session, account_id, call_id)
+    if call.status.is_final or not cancel(session, call.id):
+        session.refresh(call)
+        raise Refused(409, "CALL_ALREADY_FINAL", f"The call has already ended ({call.status.value}).",
+                      {"status": call.status.value})
+    session.refresh(call)
+    if call.status.is_live:  # the dialer hangs it up (and keeps trying until the hangup comes)
+        enqueue_cancel(dial_queue, call.id)
+    return call
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    statuses: list[str] | None = None
+    campaign_id: str | None = None
+    phone_number: str | None = None  # E.164
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+
+def list_query(account_id: str, where: CallFilter) -> sa.Select[Any]:
+    """The account's calls, newest first, filtered."""
+    # the list shows no attempts: skip the relationship's eager "selectin" load
+    query = sa.select(Call).options(lazyload(Call.attempts)).where(Call.account_id == account_id)
+    if where.statuses:
+        query = query.where(Call.status.in_(where.statuses))
+    if where.campaign_id is not None:
+        query = query.where(Call.campaign_id == where.campaign_id)
+    if where.phone_number is not None:
+        query = query.where(Call.phone_number == where.phone_number)
+    if where.created_from is not None:
+        query = query.where(Call.created_at >= where.created_from)
+    if where.created_before is not None:
+        query = query.where(Call.created_at < where.created_before)
+    return query.order_by(Call.created_at.desc(), Call.id.desc())
+
+
+def day_bound(field: str, raw: str, *, end: bool) -> datetime:
+    """A filter bound: a date means the Asia/Karachi business day (``end``: the next day's start);
+    a datetime without a zone is Asia/Karachi time. 422 otherwise."""
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            start = datetime.combine(day, time.min, tzinfo=KARACHI)
+            return start + timedelta(days=1) if end else start
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(field, "must be an ISO date (2026-11-26) or datetime with zone") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=KARACHI)
+    return moment

@@ -13,6 +13,9 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from core.settings import Settings
+from services.errors import invalid
+
 MAX_URL = 2048
 
 
@@ -59,3 +62,12 @@ def check(url: str, *, allow_private: bool, production: bool, resolve: bool = Tr
             if not address_allowed(str(info[4][0]), allow_private=False):
                 raise UnsafeUrl("resolves to a private, loopback, link-local or reserved address")
     return url
+
+
+def checked(url: str, settings: Settings, field: str = "url") -> str:
+    """``url`` as ``check`` returns it under ``settings``, or a 422 ``INVALID_WEBHOOK_URL`` refusal
+    naming ``field`` (an endpoint's ``url``, a call's or campaign's ``status_callback``)."""
+    try:
+        return check(url, allow_private=settings.webhook_allow_private, production=settings.is_production)
+    except UnsafeUrl as exc:
+        raise invalid(field, f"The URL {exc}.", code="INVALID_WEBHOOK_URL") from None

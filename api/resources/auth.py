@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-import sqlalchemy as sa
 from flask import current_app
 from flask_smorest import Blueprint
 
@@ -14,10 +13,9 @@ from api.auth import bearer_token, current, login_tokens, require_auth, rotated_
 from api.context import db
 from api.errors import ApiError
 from api.limits import LOGIN, PASSWORD, route_limit
-from core.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, password_problem, verify_password
-from core.db import utcnow
-from core.models import Account, User
-from services.accounts import set_password
+from core.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, password_problem
+from services import accounts
+from services.errors import Refused
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Log in, refresh tokens, change the password")
 
@@ -58,17 +56,10 @@ def _expires_in() -> int:
 @blp.doc(security=[])
 def login(body: dict[str, Any]) -> dict[str, Any]:
     """Exchange email and password for an access token and a refresh token."""
-    session = db()
-    user = session.execute(
-        sa.select(User).where(User.email == body["email"].strip().lower())
-    ).scalar_one_or_none()
-    ok = verify_password(user.password_hash if user else None, body["password"])
-    if not ok or user is None or not user.active:
-        raise unauthorized("Email or password is incorrect.", "INVALID_CREDENTIALS")
-    account = session.get(Account, user.account_id)
-    if account is None or not account.active:
-        raise unauthorized("This account is disabled.", "ACCOUNT_DISABLED")
-    user.last_login_at = utcnow()
+    try:
+        user = accounts.authenticate(db(), body["email"], body["password"])
+    except Refused as exc:
+        raise unauthorized(exc.message, exc.code) from None
     return {**login_tokens(user), "expires_in": _expires_in()}
 
 
@@ -98,9 +89,7 @@ def change_password(body: dict[str, Any]) -> None:
     principal = current()
     if principal.user_id is None:
         raise ApiError(403, "FORBIDDEN", "Changing a password needs a user's access token (JWT), not an API key.")
-    session = db()
-    user = session.get(User, principal.user_id)
-    if user is None or not verify_password(user.password_hash, body["current_password"]):
-        raise unauthorized("The current password is incorrect.", "INVALID_CREDENTIALS")
-    set_password(session, user, body["new_password"])
-    session.commit()
+    try:
+        accounts.change_password(db(), principal.user_id, body["current_password"], body["new_password"])
+    except Refused as exc:
+        raise unauthorized(exc.message, exc.code) from None

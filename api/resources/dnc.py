@@ -7,22 +7,20 @@ import json
 from typing import Any
 
 import marshmallow as ma
-import sqlalchemy as sa
 from flask import url_for
 from flask_smorest import Blueprint
 
 from api.auth import current, require_auth
 from api.context import db, services
-from api.errors import ApiError, not_found, validation_error
+from api.errors import validation_error
 from api.limits import CREATE, route_limit
 from api.pagination import PageArgs, envelope_schema, paginate
-from api.schemas import EnumValue
-from api.uploads import checked_head, display_filename, save_upload, upload_guard
-from campaigns.dnc_importer import dnc_upload_path, enqueue_dnc_import, insert_dnc_numbers
-from core.db import utcnow
-from core.models import DncImport, DncNumber
-from core.phone import InvalidPhoneNumber, normalize_pk
+from api.schemas import EnumValue, PhoneNumber, e164
+from api.uploads import upload_guard
+from core.models import DncImport
 from core.states import ImportStatus
+from services import dnc as dnc_service
+from services.uploads import checked_head, display_filename
 
 blp = Blueprint("dnc", __name__, url_prefix="/api/v1/dnc", description="Do-not-call list")
 
@@ -34,12 +32,12 @@ class DncSchema(ma.Schema):
 
 
 class NewDncArgs(ma.Schema):
-    phone_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    phone_number = PhoneNumber(required=True)
     reason = ma.fields.String(validate=ma.validate.Length(max=200))
 
 
 class DncFilter(PageArgs):
-    phone_number = ma.fields.String()
+    phone_number = PhoneNumber()
 
 
 class BulkUpload(ma.Schema):
@@ -84,20 +82,6 @@ class DncImportSchema(ma.Schema):
             {"code": obj.error_code, "message": obj.error_message, "line": obj.error_line})
 
 
-def _normalize(field: str, raw: str) -> str:
-    try:
-        return normalize_pk(raw)
-    except InvalidPhoneNumber as exc:
-        raise validation_error(field, f"Not a valid Pakistani phone number ({exc.reason}).") from None
-
-
-def _own_import(import_id: str) -> DncImport:
-    row = db().get(DncImport, import_id)
-    if row is None or row.account_id != current().account_id:
-        raise not_found("Do-not-call import")
-    return row
-
-
 @blp.route("", methods=["POST"])
 @require_auth
 @blp.arguments(NewDncArgs)
@@ -105,14 +89,7 @@ def _own_import(import_id: str) -> DncImport:
 @blp.alt_response(200, schema=DncSchema, description="The number was already listed")
 def add(body: dict[str, Any]) -> Any:
     """Add a number (any Pakistani form) to the do-not-call list."""
-    phone = _normalize("phone_number", body["phone_number"])
-    session = db()
-    added = insert_dnc_numbers(session, session.get_bind().dialect.name,
-                               [{"account_id": current().account_id, "phone_number": phone,
-                                 "reason": body.get("reason"), "created_at": utcnow()}])
-    session.commit()
-    row = session.execute(sa.select(DncNumber).where(DncNumber.account_id == current().account_id,
-                                                     DncNumber.phone_number == phone)).scalar_one()
+    row, added = dnc_service.add(db(), current().account_id, body["phone_number"], body.get("reason"))
     return (row, 201) if added else (row, 200)
 
 
@@ -122,10 +99,8 @@ def add(body: dict[str, Any]) -> Any:
 @blp.response(200, envelope_schema(DncSchema, "DncPage"))
 def list_dnc(args: dict[str, Any]) -> dict[str, Any]:
     """The do-not-call list, newest first."""
-    query = sa.select(DncNumber).where(DncNumber.account_id == current().account_id)
-    if "phone_number" in args:
-        query = query.where(DncNumber.phone_number == _normalize("phone_number", args["phone_number"]))
-    items, meta = paginate(db(), query.order_by(DncNumber.id.desc()), args["page"], args["per_page"])
+    query = dnc_service.list_query(current().account_id, args.get("phone_number"))
+    items, meta = paginate(db(), query, args["page"], args["per_page"])
     return {"data": items, "pagination": meta}
 
 
@@ -134,13 +109,11 @@ def list_dnc(args: dict[str, Any]) -> dict[str, Any]:
 @blp.response(204)
 def remove(phone_number: str) -> None:
     """Remove a number from the list (future calls to it are allowed again)."""
-    phone = _normalize("phone_number", phone_number)
-    session = db()
-    done = session.execute(sa.delete(DncNumber).where(DncNumber.account_id == current().account_id,
-                                                      DncNumber.phone_number == phone)).rowcount
-    session.commit()
-    if not done:
-        raise not_found("Do-not-call number")
+    try:
+        phone = e164(phone_number)
+    except ma.ValidationError as exc:
+        raise validation_error("phone_number", str(exc.messages[0])) from None
+    dnc_service.remove(db(), current().account_id, phone)
 
 
 @blp.route("/bulk", methods=["POST"])
@@ -154,25 +127,11 @@ def bulk(files: dict[str, Any]) -> Any:
     (encoding, binary content, a phone column: 422) and stored; the worker adds the numbers.
     `GET /dnc/imports/{id}` (the `Location`) shows the progress, then `rows`, `added`,
     `already_listed`, `invalid` and the first 100 `invalid_rows`."""
-    settings = services().settings
     upload = files["csv_file"]
-    filename = display_filename(upload, "csv_file", "upload.csv")
-    head = checked_head(upload, "csv_file")
-    session = db()
-    row = DncImport(account_id=current().account_id, status=ImportStatus.QUEUED, filename=filename)
-    session.add(row)
-    session.flush()
-    row.size_bytes = save_upload(session, head, upload, dnc_upload_path(settings, row.id), settings.max_csv_bytes,
-                                 "csv_file")
-    session.commit()
-    try:
-        enqueue_dnc_import(services().work_queue, row.id)
-    except Exception:  # Redis down: nothing would import it; say so instead of leaving it queued
-        row.status = ImportStatus.FAILED
-        row.error_code, row.error_message = "QUEUE_UNAVAILABLE", "the import queue is unavailable; upload again"
-        session.commit()
-        dnc_upload_path(settings, row.id).unlink(missing_ok=True)
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "The import queue is unavailable. Try again shortly.") from None
+    filename = display_filename(upload.filename, "csv_file", "upload.csv")
+    head = checked_head(upload.stream, "csv_file")
+    row = dnc_service.start_import(db(), services().settings, services().work_queue, current().account_id,
+                                   filename, head, upload.stream)
     return row, 202, {"Location": url_for("dnc.get_import", import_id=row.id)}
 
 
@@ -182,9 +141,7 @@ def bulk(files: dict[str, Any]) -> Any:
 @blp.response(200, envelope_schema(DncImportSchema, "DncImportPage"))
 def list_imports(args: dict[str, Any]) -> dict[str, Any]:
     """The account's do-not-call uploads, newest first."""
-    query = sa.select(DncImport).where(DncImport.account_id == current().account_id)
-    items, meta = paginate(db(), query.order_by(DncImport.created_at.desc(), DncImport.id), args["page"],
-                           args["per_page"])
+    items, meta = paginate(db(), dnc_service.imports_query(current().account_id), args["page"], args["per_page"])
     return {"data": items, "pagination": meta}
 
 
@@ -194,4 +151,4 @@ def list_imports(args: dict[str, Any]) -> dict[str, Any]:
 def get_import(import_id: str) -> DncImport:
     """One upload: `status` (QUEUED, RUNNING, COMPLETED, FAILED), `progress_percent`, the counts, and
     `error` when the file was refused."""
-    return _own_import(import_id)
+    return dnc_service.own_import(db(), current().account_id, import_id)

@@ -12,14 +12,13 @@ from flask_smorest import Blueprint
 
 from api.auth import current, require_auth
 from api.context import db, services
-from api.errors import not_found, validation_error
+from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import MoneyField
 from core.models import Account, WebhookEndpoint
 from core.outbox import EVENT_TYPES
 from webhooks import endpoints
-from webhooks.urls import UnsafeUrl
-from webhooks.urls import check as check_url
+from webhooks.urls import checked
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks", description="Signed event webhooks")
 
@@ -119,11 +118,7 @@ class BalanceAlertArgs(ma.Schema):
 
 
 def checked_url(url: str, field: str = "url") -> str:
-    settings = services().settings
-    try:
-        return check_url(url, allow_private=settings.webhook_allow_private, production=settings.is_production)
-    except UnsafeUrl as exc:
-        raise validation_error(field, f"The URL {exc}.", code="INVALID_WEBHOOK_URL") from None
+    return checked(url, services().settings, field)
 
 
 def _own(webhook_id: str) -> WebhookEndpoint:

@@ -11,7 +11,8 @@ from tests.api.conftest import assert_error
 def test_unknown_route_is_404(client, tenant):
     assert_error(client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
     assert_error(client.get("/api/v1/nothing-here", headers=tenant.headers), 404, "NOT_FOUND")
-    assert_error(client.get("/"), 404, "NOT_FOUND")
+    assert_error(client.get("/nothing-here"), 404, "NOT_FOUND")
+    assert client.get("/").headers["Location"].startswith("/login")  # the web console's sign-in
 
 
 def test_wrong_method_is_405(client, tenant):

@@ -228,7 +228,8 @@ def test_a_file_of_blank_lines_fails_at_the_line_bound(new_campaign: Any, sessio
 def test_too_large_file_fails(new_campaign: Any, sessions: Any, settings: Any, engine: Any) -> None:
     campaign_id, _ = new_campaign(b"phone\n03001234567\n03001234568\n")
 
-    result = import_campaign(campaign_id, settings=settings, engine=engine, limits=ImportLimits(max_bytes=20))
+    limits = dataclasses.replace(ImportLimits.from_settings(settings), max_bytes=20)
+    result = import_campaign(campaign_id, settings=settings, engine=engine, limits=limits)
 
     assert result["error_code"] == "FILE_TOO_LARGE"
     assert _campaign(sessions, campaign_id).status == CampaignStatus.FAILED
