@@ -1,9 +1,11 @@
-"""The RQ worker of the ``default`` queue, which also looks after campaign imports that stalled.
+"""The RQ worker of the ``default`` queue, which also looks after work whose job was lost.
 
-A campaign import whose worker was killed leaves the campaign IMPORTING for ever. Each worker,
+A campaign import whose worker was killed leaves the campaign IMPORTING for ever; an audio
+conversion lost with its worker (or with a flushed Redis) leaves the audio PROCESSING. Each worker,
 between jobs and every ``IMPORT_STALL_SECONDS / 4`` seconds (its RQ maintenance tick, when RQ
 also cleans its registries), enqueues again every import that has been IMPORTING for longer than
-``IMPORT_STALL_SECONDS`` with no live import (``campaigns.importer.recover_stalled_imports``).
+``IMPORT_STALL_SECONDS`` with no live import (``campaigns.importer.recover_stalled_imports``), and
+every conversion PROCESSING for longer than a job may run (``core.audio.job.recover_stalled_conversions``).
 
 Run with ``rq worker --worker-class campaigns.worker.Worker default`` (the Procfiles do);
 ``campaigns.worker.SimpleWorker`` is the same without forking per job.
@@ -18,6 +20,7 @@ import rq
 from rq import Queue
 
 from campaigns.importer import engine_for, recover_stalled_imports
+from core.audio.job import recover_stalled_conversions
 from core.queues import WORK_QUEUE
 from core.settings import load_settings
 
@@ -47,6 +50,11 @@ class _RecoversImports:
                                         self.zc_settings.import_stall_seconds)
         except Exception:  # SQL or Redis away: the next tick tries again
             log.exception("import recovery failed", extra={"event": "import_recovery_failed"})
+        try:
+            recover_stalled_conversions(engine_for(self.zc_settings), Queue(WORK_QUEUE, connection=self.connection),  # type: ignore[attr-defined]
+                                        self.zc_settings)
+        except Exception:  # SQL or Redis away: the next tick tries again
+            log.exception("conversion recovery failed", extra={"event": "conversion_recovery_failed"})
 
 
 class Worker(_RecoversImports, rq.Worker):

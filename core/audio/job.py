@@ -13,12 +13,17 @@ shape. Safety:
   can be run again;
 * a job that dies without an answer (the work-horse killed, a decoder crash, the job timeout) ends
   in ``conversion_crashed``, RQ's failure callback, which marks the audio FAILED
-  (``CONVERSION_FAILED``): a client never polls forever.
+  (``CONVERSION_FAILED``): a client never polls forever;
+* a job lost with no callback at all (the whole worker killed, Redis flushed) is found by
+  ``recover_stalled_conversions`` on the worker's maintenance tick: an audio PROCESSING for longer
+  than a job may run is enqueued again, and one still PROCESSING after ``GIVE_UP_AFTER`` times that
+  is FAILED (``CONVERSION_FAILED``) rather than enqueued for ever.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +33,7 @@ from sqlalchemy.engine import Engine
 from core.audio.convert import convert_upload
 from core.audio.errors import AudioError
 from core.audio.store import AudioStore, PendingUploads
-from core.db import make_engine
+from core.db import make_engine, utcnow
 from core.models import AudioFile
 from core.settings import Settings, load_settings
 from core.states import AudioStatus
@@ -39,6 +44,8 @@ CONVERT_JOB = "core.audio.job.convert_audio"
 JOB_TIMEOUT = 300  # seconds; the decoded-work cap keeps a conversion to a few seconds of CPU
 CRASHED = "CONVERSION_FAILED"
 UPLOAD_MISSING = "UPLOAD_MISSING"
+STALL_SECONDS = JOB_TIMEOUT + 60  # PROCESSING longer than a job may run: its job was lost
+GIVE_UP_AFTER = 3  # times STALL_SECONDS: then FAILED instead of another try
 
 _audio = AudioFile.__table__
 
@@ -132,3 +139,38 @@ def _fail(engine: Engine, audio_id: str, code: str, message: str, details: dict[
             .values(status=AudioStatus.FAILED, error_code=code[:32], error_message=message[:500],
                     error_details=details)
         )
+
+
+def recover_stalled_conversions(engine: Engine, queue: Any, settings: Settings, *,
+                                stall_seconds: int = STALL_SECONDS, limit: int = 100) -> dict[str, list[str]]:
+    """Audio PROCESSING for longer than ``stall_seconds`` whose job is not waiting on ``queue``: its
+    job was lost (a killed worker, a flushed Redis), so it is enqueued again (a spare run is harmless:
+    every write is conditional); PROCESSING for longer than ``GIVE_UP_AFTER`` times that with no job
+    waiting, it is FAILED. Returns the ids of both kinds."""
+    from rq.job import JobStatus
+
+    now = utcnow()
+    stalled = now - timedelta(seconds=stall_seconds)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(_audio.c.id, _audio.c.created_at)
+            .where(_audio.c.status == AudioStatus.PROCESSING, _audio.c.created_at < stalled)
+            .order_by(_audio.c.created_at).limit(limit)).all()
+    out: dict[str, list[str]] = {"requeued": [], "failed": []}
+    for audio_id, created_at in rows:
+        job = queue.fetch_job(job_id(audio_id))
+        if job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED,
+                                                                  JobStatus.DEFERRED):
+            continue  # waiting its turn behind other work
+        if created_at < now - timedelta(seconds=stall_seconds * GIVE_UP_AFTER):
+            _fail(engine, audio_id, CRASHED, "The file could not be converted. Upload it again, or export it "
+                  "as WAV or MP3.", {"file": ["The file could not be converted."], "reason": "stalled"})
+            pending_uploads(settings).delete(audio_id)
+            out["failed"].append(audio_id)
+            log.warning("audio conversion stalled for good; FAILED",
+                        extra={"event": "audio_stalled_failed", "audio_id": audio_id})
+            continue
+        enqueue_conversion(queue, audio_id)
+        out["requeued"].append(audio_id)
+        log.warning("audio conversion stalled; enqueued again", extra={"event": "audio_requeued", "audio_id": audio_id})
+    return out

@@ -5,15 +5,18 @@ download, delete, and calls and campaigns refusing an audio that is not READY.""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+import sqlalchemy as sa
 from rq import SimpleWorker
 
-from core.audio.job import job_id, pending_uploads
+from core.audio.job import STALL_SECONDS, job_id, pending_uploads, recover_stalled_conversions
+from core.models import AudioFile
 from tests.api.conftest import assert_error
 from tests.conftest import wav_bytes
 from tests.unit.audio_samples import encode_sf, sample, tone
@@ -221,6 +224,41 @@ def test_deleted_while_processing_leaves_no_file(worker_app, worker_env, setting
     assert job.get_status().value == "finished"
     assert not (Path(settings.audio_dir) / f"{audio['id']}.wav").exists()
     assert_error(client.get(f"/api/v1/audio/{audio['id']}", headers=tenant.headers), 404, "NOT_FOUND")
+
+
+def _age(app: Any, audio_id: str, seconds: int) -> None:
+    """Make the audio look uploaded ``seconds`` ago."""
+    engine = app.extensions["zenscall"].engine
+    audio = AudioFile.__table__
+    with engine.begin() as conn:
+        created = conn.scalar(sa.select(audio.c.created_at).where(audio.c.id == audio_id))
+        conn.execute(sa.update(audio).where(audio.c.id == audio_id)
+                     .values(created_at=created - timedelta(seconds=seconds)))
+
+
+def test_a_lost_conversion_job_is_enqueued_again_then_given_up(worker_app, worker_env, settings, tenant):
+    """The worker killed outright or Redis flushed: no job and no failure callback. The worker's
+    maintenance finds the audio PROCESSING past a job's longest run and enqueues it again; one
+    waiting its turn is left alone; one stalled for good ends FAILED, never PROCESSING for ever."""
+    client = worker_app.test_client()
+    wiring = worker_app.extensions["zenscall"]
+    queue, engine = wiring.work_queue, wiring.engine
+    lost = upload(client, tenant, sample("OGG/Opus", 1.0), "lost.ogg").get_json()["id"]
+    waiting = upload(client, tenant, sample("OGG/Opus", 1.0), "waiting.ogg").get_json()["id"]
+    queue.fetch_job(job_id(lost)).delete()  # the job is gone, as after a Redis flush
+    assert recover_stalled_conversions(engine, queue, settings) == {"requeued": [], "failed": []}  # too young
+
+    _age(worker_app, lost, STALL_SECONDS + 5)
+    _age(worker_app, waiting, STALL_SECONDS * 10)  # old, but its job still waits on the queue
+    assert recover_stalled_conversions(engine, queue, settings) == {"requeued": [lost], "failed": []}
+    run_job(worker_app, lost)
+    assert client.get(f"/api/v1/audio/{lost}", headers=tenant.headers).get_json()["status"] == "READY"
+
+    queue.fetch_job(job_id(waiting)).delete()
+    assert recover_stalled_conversions(engine, queue, settings) == {"requeued": [], "failed": [waiting]}
+    failed = client.get(f"/api/v1/audio/{waiting}", headers=tenant.headers).get_json()
+    assert failed["status"] == "FAILED" and failed["error"]["code"] == "CONVERSION_FAILED"
+    assert not pending_uploads(settings).path_for(waiting).exists()
 
 
 def test_queue_down_is_503_and_nothing_is_kept(make_app, settings, tenant):
