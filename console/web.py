@@ -169,6 +169,7 @@ def act(action: Callable[[], Any], done: str | Callable[[Any], str], back: str, 
 def show_refusal(exc: Refused) -> None:
     """A refused form: its message (and the fields' messages) above the form."""
     details = "; ".join(f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                        for field, msgs in exc.details.items() if isinstance(msgs, list))
+                        for field, msgs in exc.details.items()
+                        if isinstance(msgs, list) and msgs != [exc.message])  # not said twice
     flash(f"{exc.message}" + (f" ({details})" if details and details not in exc.message else "") + f" [{exc.code}]",
           "error")

@@ -3,26 +3,21 @@ secret of ``status_callback`` URLs. See the README's "Webhooks"."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
-import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from api.auth import current, require_auth
 from api.context import db, services
-from api.errors import not_found
 from api.pagination import PageArgs, envelope_schema, paginate
 from api.schemas import MoneyField
-from core.models import Account, WebhookEndpoint
-from core.outbox import EVENT_TYPES
-from webhooks import endpoints
-from webhooks.urls import checked
+from core.models import WebhookEndpoint
+from services.errors import Refused
+from webhooks import balance_alert, endpoints
+from webhooks.endpoints import EVENT_CHOICES, MAX_DESCRIPTION
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks", description="Signed event webhooks")
-
-EVENT_CHOICES = ("*", *EVENT_TYPES)
 
 
 def _events_field(**kwargs: Any) -> ma.fields.List:
@@ -33,13 +28,13 @@ def _events_field(**kwargs: Any) -> ma.fields.List:
 class NewWebhookArgs(ma.Schema):
     url = ma.fields.String(required=True, metadata={"description": "https URL (http in development)"})
     events = _events_field(required=True, metadata={"description": 'event types, or "*" for all'})
-    description = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=500))
+    description = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=MAX_DESCRIPTION))
 
 
 class WebhookChangeArgs(ma.Schema):
     url = ma.fields.String()
     events = _events_field()
-    description = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=500))
+    description = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=MAX_DESCRIPTION))
     enabled = ma.fields.Boolean()
 
 
@@ -102,14 +97,9 @@ class BalanceAlertSchema(ma.Schema):
 
 def _pkr_amount(value: str) -> None:
     try:
-        amount = Decimal(value)
-    except (ArithmeticError, ValueError):
-        raise ma.ValidationError("must be an amount in PKR, e.g. \"500.00\"") from None
-    if not amount.is_finite() or not 0 <= amount <= MAX_THRESHOLD or amount != amount.quantize(Decimal("0.01")):
-        raise ma.ValidationError(f"must be 0 to {MAX_THRESHOLD} PKR with at most 2 decimals")
-
-
-MAX_THRESHOLD = 10_000_000
+        balance_alert.parse(value)
+    except Refused as exc:
+        raise ma.ValidationError(exc.message) from None
 
 
 class BalanceAlertArgs(ma.Schema):
@@ -117,15 +107,8 @@ class BalanceAlertArgs(ma.Schema):
         "description": "PKR as a decimal string (\"500.00\"), or null for no alert", "example": "500.00"})
 
 
-def checked_url(url: str, field: str = "url") -> str:
-    return checked(url, services().settings, field)
-
-
 def _own(webhook_id: str) -> WebhookEndpoint:
-    ep = endpoints.own(db(), current().account_id, webhook_id)
-    if ep is None:
-        raise not_found("Webhook")
-    return ep
+    return endpoints.own(db(), current().account_id, webhook_id)
 
 
 @blp.route("", methods=["POST"])
@@ -134,8 +117,8 @@ def _own(webhook_id: str) -> WebhookEndpoint:
 @blp.response(201, WebhookWithSecretSchema)
 def create(body: dict[str, Any]) -> Any:
     """Add an endpoint. The response carries its signing secret, shown this once."""
-    url = checked_url(body["url"])
-    return endpoints.create(db(), current().account_id, url, body["events"], body["description"])
+    return endpoints.create(db(), services().settings, current().account_id, body["url"], body["events"],
+                            body["description"])
 
 
 @blp.route("", methods=["GET"])
@@ -144,9 +127,7 @@ def create(body: dict[str, Any]) -> Any:
 @blp.response(200, envelope_schema(WebhookSchema, "WebhookPage"))
 def list_webhooks(args: dict[str, Any]) -> dict[str, Any]:
     """The account's endpoints, newest first."""
-    query = sa.select(WebhookEndpoint).where(WebhookEndpoint.account_id == current().account_id).order_by(
-        WebhookEndpoint.created_at.desc(), WebhookEndpoint.id)
-    items, meta = paginate(db(), query, args["page"], args["per_page"])
+    items, meta = paginate(db(), endpoints.list_query(current().account_id), args["page"], args["per_page"])
     return {"data": items, "pagination": meta}
 
 
@@ -163,9 +144,7 @@ def get_signing_secret() -> Any:
 @blp.response(200, SecretSchema)
 def rotate_signing_secret() -> Any:
     """A new signing secret for ``status_callback`` URLs; the old one also signs for 24 hours."""
-    row = endpoints.signing_secret(db(), current().account_id)
-    endpoints.rotate(db(), row)
-    return row
+    return endpoints.rotate_signing_secret(db(), current().account_id)
 
 
 @blp.route("/balance-alert", methods=["GET"])
@@ -173,8 +152,7 @@ def rotate_signing_secret() -> Any:
 @blp.response(200, BalanceAlertSchema)
 def get_balance_alert() -> dict[str, Any]:
     """The balance below which a charge sends ``balance.low``."""
-    account = db().get(Account, current().account_id)
-    return {"low_balance_threshold": account.low_balance_threshold if account else None}
+    return {"low_balance_threshold": balance_alert.threshold(db(), current().account_id)}
 
 
 @blp.route("/balance-alert", methods=["PUT"])
@@ -183,11 +161,7 @@ def get_balance_alert() -> dict[str, Any]:
 @blp.response(200, BalanceAlertSchema)
 def set_balance_alert(body: dict[str, Any]) -> dict[str, Any]:
     """Set (or with null, remove) the ``balance.low`` threshold, in PKR."""
-    value = body["low_balance_threshold"]
-    threshold = None if value is None else Decimal(value).quantize(Decimal("0.01"))
-    db().execute(sa.update(Account).where(Account.id == current().account_id)
-                 .values(low_balance_threshold=threshold))
-    db().commit()
+    threshold = balance_alert.set_threshold(db(), current().account_id, body["low_balance_threshold"])
     return {"low_balance_threshold": threshold}
 
 
@@ -205,10 +179,7 @@ def get_webhook(webhook_id: str) -> Any:
 @blp.response(200, WebhookSchema)
 def change(body: dict[str, Any], webhook_id: str) -> Any:
     """Change the URL, events or description; ``enabled: true`` turns a disabled endpoint on again."""
-    ep = _own(webhook_id)
-    if "url" in body:
-        body["url"] = checked_url(body["url"])
-    return endpoints.update(db(), ep, body)
+    return endpoints.update(db(), services().settings, _own(webhook_id), body)
 
 
 @blp.route("/<string:webhook_id>", methods=["DELETE"])
@@ -257,7 +228,5 @@ def deliveries(args: dict[str, Any], webhook_id: str) -> dict[str, Any]:
 def redeliver(delivery_id: str) -> dict[str, Any]:
     """Send that delivery's event to its receiver again (same event id and body)."""
     send = endpoints.redeliver(db(), services().settings, current().account_id, delivery_id)
-    if send is None:
-        raise not_found("Delivery")
     return {"event_id": send.event_id, "status": send.status, "next_attempt_at": send.next_attempt_at}
 

@@ -90,6 +90,7 @@ from console.views import (  # noqa: E402  (each module adds its views to blp)
     dnc,
     keys,
     overview,
+    webhooks,
 )
 
-__all__ = ["account", "audio", "billing", "blp", "calls", "campaigns", "dnc", "keys", "overview"]
+__all__ = ["account", "audio", "billing", "blp", "calls", "campaigns", "dnc", "keys", "overview", "webhooks"]

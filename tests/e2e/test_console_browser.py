@@ -173,6 +173,21 @@ def test_keys_audio_recording_and_a_cancelled_call(browser: WebDriver, live_url:
     status, body = api(live_url, "/api/v1/balance", key)
     assert status == 401 and body["error"]["code"] == "API_KEY_REVOKED"
 
+    # the webhooks page: the signing secret of status_callback URLs, the same as the API's; it fits a phone
+    driver.get(live_url + "/webhooks")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Webhooks"
+    driver.find_element(By.CSS_SELECTOR, "#signing-secret summary").click()
+    secret = driver.find_element(By.ID, "signing-secret-value")
+    assert secret.is_displayed() and secret.get_attribute("value") == api(
+        live_url, "/api/v1/webhooks/signing-secret", tenant.api_key)[1]["secret"]
+    shot(driver, shots, "webhooks")
+    driver.set_window_size(390, 900)
+    try:
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        shot(driver, shots, "webhooks-phone")
+    finally:
+        driver.set_window_size(1280, 1000)
+
     # upload a message (with its progress bar), then play it in the page
     wav = tmp_path / "greeting.wav"
     wav.write_bytes(wav_bytes(3.0))
