@@ -174,6 +174,12 @@ def main() -> int:
                 WebhookSend.status == "PENDING", WebhookSend.account_id == account_id)).scalar_one()
             events = conn.execute(sa.select(sa.func.count()).select_from(WebhookEvent.__table__).where(
                 WebhookEvent.account_id == account_id)).scalar_one()
+            # the other account's events written while the dialer ran: written -> fanned out
+            fan_delays = sorted((f - c).total_seconds() for c, f in conn.execute(
+                sa.select(WebhookEvent.created_at, WebhookEvent.fanned_out_at).where(
+                    WebhookEvent.account_id == other_account, WebhookEvent.fanned_out_at.is_not(None),
+                    WebhookEvent.created_at >= datetime.fromtimestamp(started, UTC),
+                    WebhookEvent.created_at < datetime.fromtimestamp(dialer_done, UTC))))
         delivered = [t for _, t in slow.arrivals if started <= t <= ended]
         latencies = sorted(t - written[e] for e, t in fast.arrivals if e in written)
         # while the first account's backlog grows (the dialer's burst) and while it is only drained
@@ -217,6 +223,9 @@ def main() -> int:
         if part:
             print(f"{'  ' + label:<58}{statistics.median(part):>10.2f} / {part[int(0.95 * (len(part) - 1))]:.2f}"
                   f" / {part[-1]:.2f}  ({len(part)} events)")
+    if fan_delays:
+        print(f"{'    of which written -> fanned out (the sweeper)':<58}{statistics.median(fan_delays):>10.2f}"
+              f" / {fan_delays[int(0.95 * (len(fan_delays) - 1))]:.2f} / {fan_delays[-1]:.2f}")
     print(f"finished {datetime.now(UTC).isoformat(timespec='seconds')}")
     return 0
 
