@@ -248,7 +248,7 @@ def _run(conn: Connection, settings: Settings, campaign_id: str, limits: ImportL
     ).rowcount
     if done == 1:
         outbox.campaign_events(conn, [campaign_id], "campaign.import_completed", now, {"status": status.value})
-        if status is CampaignStatus.RUNNING:  # a microsecond later: its own sequence, after the import's
+        if status is CampaignStatus.RUNNING:  # one microsecond later: its own, later sequence
             outbox.campaign_events(conn, [campaign_id], "campaign.started", now + timedelta(microseconds=1))
     conn.commit()
     if done != 1:
