@@ -17,7 +17,8 @@ with the simulator in load mode (``bench/dialer.py``'s seed and dialer phase):
 
 Figures: the dialer's sustained originates/s in 1 and 2; deliveries/s to the slow receiver (over
 phases 2 and 3) and the events still waiting for it; the other account's delivery latency
-(event written -> request received) p50 / p95 / max while the slow receiver is backlogged.
+(event written -> request received) p50 / p95 / max while the slow receiver is backlogged, also
+split into the events written while the dialer ran and those written after it.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def main() -> int:
         print(f"2. dialer with webhooks: {args.calls} calls, a receiver sleeping 1 s per request ...", flush=True)
         started = time.time()
         second = run_dialer_phase(args, engine, rds, url, tmp, sim, second_campaign, args.calls, "webhooks")
+        dialer_done = time.time()
         print(f"3. deliveries for {args.measure:.0f} s more ...", flush=True)
         time.sleep(args.measure)
         stop_other.set()
@@ -172,8 +174,17 @@ def main() -> int:
                 WebhookSend.status == "PENDING", WebhookSend.account_id == account_id)).scalar_one()
             events = conn.execute(sa.select(sa.func.count()).select_from(WebhookEvent.__table__).where(
                 WebhookEvent.account_id == account_id)).scalar_one()
+            # the other account's events written while the dialer ran: written -> fanned out
+            fan_delays = sorted((f - c).total_seconds() for c, f in conn.execute(
+                sa.select(WebhookEvent.created_at, WebhookEvent.fanned_out_at).where(
+                    WebhookEvent.account_id == other_account, WebhookEvent.fanned_out_at.is_not(None),
+                    WebhookEvent.created_at >= datetime.fromtimestamp(started, UTC),
+                    WebhookEvent.created_at < datetime.fromtimestamp(dialer_done, UTC))))
         delivered = [t for _, t in slow.arrivals if started <= t <= ended]
         latencies = sorted(t - written[e] for e, t in fast.arrivals if e in written)
+        # while the first account's backlog grows (the dialer's burst) and while it is only drained
+        during = sorted(t - written[e] for e, t in fast.arrivals if e in written and written[e] < dialer_done)
+        after = sorted(t - written[e] for e, t in fast.arrivals if e in written and written[e] >= dialer_done)
         engine.dispose()
     finally:
         stop_other.set()
@@ -208,6 +219,13 @@ def main() -> int:
         print(f"{'other account: delivery latency p50 / p95 / max, s':<58}"
               f"{statistics.median(latencies):>10.2f} / {latencies[int(0.95 * (len(latencies) - 1))]:.2f}"
               f" / {latencies[-1]:.2f}  ({len(latencies)} of {len(written)} events)")
+    for label, part in (("written while the dialer ran", during), ("written after the dialer", after)):
+        if part:
+            print(f"{'  ' + label:<58}{statistics.median(part):>10.2f} / {part[int(0.95 * (len(part) - 1))]:.2f}"
+                  f" / {part[-1]:.2f}  ({len(part)} events)")
+    if fan_delays:
+        print(f"{'    of which written -> fanned out (the sweeper)':<58}{statistics.median(fan_delays):>10.2f}"
+              f" / {fan_delays[int(0.95 * (len(fan_delays) - 1))]:.2f} / {fan_delays[-1]:.2f}")
     print(f"finished {datetime.now(UTC).isoformat(timespec='seconds')}")
     return 0
 

@@ -35,6 +35,23 @@ def _ledger_row(account_id: str, kind: LedgerKind, *, amount: Decimal = ZERO, ho
             "created_at": now}
 
 
+def balance_events(account_id: str, before: Decimal, after: Decimal, reserved: Decimal,
+                   threshold: Decimal | None) -> list[dict[str, Any]]:
+    """The outbox rows of a balance going from ``before`` to ``after`` (to write in the same
+    transaction as the movement): balance.low when it went below the account's threshold;
+    balance.depleted when it reached zero."""
+    crossed = []
+    if threshold is not None and before >= threshold > after:
+        crossed.append("balance.low")
+    if before > 0 >= after:
+        crossed.append("balance.depleted")
+    now = utcnow()
+    data = {"account_id": account_id, "balance": money_str(after), "reserved": money_str(reserved),
+            "available": money_str(after - reserved), "currency": "PKR",
+            "low_balance_threshold": None if threshold is None else money_str(threshold)}
+    return [outbox.balance_event(account_id, kind, data, now) for kind in crossed]
+
+
 class Books:
     """The account rows of one transaction, locked once, with the ledger rows to append.
 
@@ -71,19 +88,8 @@ class Books:
         return True
 
     def _balance_events(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        """balance.low when the balance went below the account's threshold; balance.depleted when
-        it reached zero (in the same transaction as the movement)."""
-        before, after, threshold = self.before[row["id"]][0], row["balance"], self.thresholds.get(row["id"])
-        crossed = []
-        if threshold is not None and before >= threshold > after:
-            crossed.append("balance.low")
-        if before > 0 >= after:
-            crossed.append("balance.depleted")
-        now, reserved = utcnow(), row["reserved"]
-        data = {"account_id": row["id"], "balance": money_str(after), "reserved": money_str(reserved),
-                "available": money_str(after - reserved), "currency": "PKR",
-                "low_balance_threshold": None if threshold is None else money_str(threshold)}
-        return [outbox.balance_event(row["id"], kind, data, now) for kind in crossed]
+        return balance_events(row["id"], self.before[row["id"]][0], row["balance"], row["reserved"],
+                              self.thresholds.get(row["id"]))
 
     def flush(self) -> None:
         changed = [{"id": k, "balance": v[0], "reserved": v[1]} for k, v in self.state.items()

@@ -9,7 +9,9 @@ one append-only ledger entry, in the caller's transaction:
 So ``balance == SUM(amount)`` and ``reserved == SUM(hold)`` at all times, and the
 UPDATE's WHERE clause refuses anything that would take the balance below zero or the
 reserved sum above the balance: two concurrent requests can never overspend, on
-MariaDB (row lock) or SQLite (one writer).
+MariaDB (row lock) or SQLite (one writer). A debit that takes the balance below the account's
+``low_balance_threshold`` or to zero writes ``balance.low`` / ``balance.depleted`` to the webhook
+outbox in the same transaction (as ``billing.books`` does for the dialer's batches).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from billing.books import balance_events
+from core import outbox
 from core.db import utcnow
 from core.models import Account, LedgerEntry
 from core.states import LedgerKind
@@ -66,6 +70,10 @@ def _post(
     if after is None:
         return None
     balance, reserved = after
+    if amount < ZERO:  # a debit may cross the account's low-balance threshold, or reach zero
+        threshold = session.execute(sa.select(Account.__table__.c.low_balance_threshold).where(
+            Account.__table__.c.id == account_id)).scalar()
+        outbox.write(session, balance_events(account_id, balance - amount, balance, reserved, threshold))
     entry = LedgerEntry(
         account_id=account_id,
         kind=kind,

@@ -4,7 +4,9 @@
 more than the hold), for the dialer's batches and for the settlement of an attempt whose outcome
 was unknown. ``settle_unknown`` settles such an attempt once its outcome is known (the switch's
 late record, or an operator): the money at the rate frozen on the attempt, the call COMPLETED when
-the message was heard or left FAILED with the real cause; never dialed again.
+the message was heard or left FAILED with the real cause; never dialed again. When that changes
+what the call shows (its status, its cause, its money), a ``call.completed`` / ``call.failed``
+event is written in the same transaction (``core.outbox``: the attempt's settled sequence).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sqlalchemy as sa
 from billing.books import Books
 from billing.rating import call_cost
 from core import call_states as cs
+from core import outbox
 from core.call_states import CallStatus, HangupFacts, Step
 from core.db import utcnow
 from core.models import Call, CallAttempt, LedgerEntry
@@ -100,12 +103,17 @@ def settle_unknown(engine: sa.Engine, attempt: UnknownAttempt, facts: HangupFact
                                     ended_at=facts.ended_at or a.ended_at)).rowcount
         if done != 1:
             return None
+        before = conn.execute(sa.select(c.status, c.last_cause, a.attempt_no).join_from(
+            _calls, _attempts, a.call_id == c.id).where(a.id == attempt.attempt_id)).one()
         values: dict[str, Any] = {"status": status, "last_cause": cause[:64], "last_sip_status": facts.sip_status,
                                   "billsec": c.billsec + billsec, "cost": c.cost + charge, "updated_at": now}
         if answered:
             values["answered_at"] = facts.answered_at
-        conn.execute(sa.update(_calls).where(c.id == attempt.call_id, c.status.in_(Step.SETTLE_UNKNOWN.sources))
-                     .values(values))
+        shown = conn.execute(sa.update(_calls).where(c.id == attempt.call_id, c.status.in_(
+            Step.SETTLE_UNKNOWN.sources)).values(values)).rowcount
+        if shown and (before.status != status.value or before.last_cause != cause[:64] or charge or billsec):
+            outbox.write(conn, [outbox.call_event(attempt.account_id, attempt.call_id, status, before.attempt_no,
+                                                  now, settled=True)])
         books = Books(conn, [attempt.account_id])
         if attempt.hold > 0 and attempt.account_id in books.state:
             book_attempt(books, attempt, charge, now)

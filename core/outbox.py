@@ -10,7 +10,9 @@ meanwhile: the subscription is looked up after the event committed).
 ``sequence`` orders the events of one subject (a call, a campaign). For a call it is derived from
 the attempt and the step, with no read: attempt n's dialing is ``10n+1``, ringing ``10n+2``,
 answered ``10n+3``, its end (final, or a retry scheduled) ``10n+4``; a call ended while queued
-(cancelled, do-not-call, unpaid) after n attempts ``10n+5``. Numbers grow along the call's life;
+(cancelled, do-not-call, unpaid) after n attempts ``10n+5``; the settlement of an attempt n whose
+outcome was unknown (an operator, or the switch's late record: the call's final word) ``10n+6``.
+Numbers grow along the call's life;
 gaps are normal. Campaign and account events use the time of the step in microseconds
 (``time_sequence``).
 """
@@ -43,6 +45,7 @@ CALL_EVENT_FOR = {
 }
 _STAGE = {CallStatus.DIALING: 1, CallStatus.RINGING: 2, CallStatus.ANSWERED: 3}
 ENDED_QUEUED = 5  # the stage of a call ended while waiting for an attempt
+SETTLED = 6  # the stage of an attempt whose unknown outcome was settled afterwards
 
 _events = WebhookEvent.__table__
 
@@ -51,17 +54,35 @@ def new_event_id() -> str:
     return f"evt_{uuid.uuid4().hex}"
 
 
-def call_sequence(attempt_no: int, status: CallStatus, *, queued_end: bool = False) -> int:
+def call_sequence(attempt_no: int, status: CallStatus, *, queued_end: bool = False, settled: bool = False) -> int:
     """The sequence of a call's event (see the module doc)."""
-    return attempt_no * 10 + (ENDED_QUEUED if queued_end else _STAGE.get(status, 4))
+    stage = SETTLED if settled else ENDED_QUEUED if queued_end else _STAGE.get(status, 4)
+    return attempt_no * 10 + stage
 
 
 def call_event(account_id: str, call_id: str, status: CallStatus, attempt_no: int, now: datetime, *,
-               queued_end: bool = False) -> dict[str, Any]:
+               queued_end: bool = False, settled: bool = False) -> dict[str, Any]:
     """The outbox row of a call moving to ``status`` (``attempt_no``: the attempt it concerns, or the
-    attempts made so far for a call ended while queued)."""
+    attempts made so far for a call ended while queued; ``settled``: attempt ``attempt_no``'s
+    unknown outcome settled afterwards)."""
     return event(account_id, CALL_EVENT_FOR[status], "call", call_id,
-                 call_sequence(attempt_no, status, queued_end=queued_end), now, {"status": status.value})
+                 call_sequence(attempt_no, status, queued_end=queued_end, settled=settled), now,
+                 {"status": status.value})
+
+
+def withdraw_dialing(conn: sa.Connection | Any, attempts: list[tuple[str, int]]) -> None:
+    """Delete the ``call.dialing`` of attempts given back before their originate was sent
+    (``(call_id, attempt_no)``), in the caller's transaction, unless it was fanned out already: the
+    re-claim of the same attempt writes its own. A receiver may still see a second
+    ``call.dialing`` with the same ``sequence`` when the first had gone out before the give-back:
+    the same attempt dialing again, not a new one."""
+    if not attempts:
+        return
+    e = _events.c
+    conn.execute(sa.delete(_events).where(
+        e.fanned_out_at.is_(None), e.type == "call.dialing", e.subject_type == "call",
+        sa.or_(*[sa.and_(e.subject_id == call_id, e.sequence == call_sequence(n, CallStatus.DIALING))
+                 for call_id, n in attempts])))
 
 
 def event(account_id: str, type_: str, subject_type: str, subject_id: str, sequence: int, now: datetime,

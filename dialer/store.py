@@ -13,8 +13,8 @@ Every write takes its allowed source statuses from the call state machine
 * ``finish`` ends many attempts at once: the attempts once (``WHERE ended_at IS NULL``), their
   calls (retry or final; a cancel asked for meanwhile always wins, in SQL), the money
   (release + charge at the frozen rate, one UPDATE of each account and the ledger rows);
-* ``unclaim`` gives back attempts whose originate was never sent (their retry is not used and
-  their reservation is kept for the next claim);
+* ``unclaim`` gives back attempts whose originate was never sent (their retry is not used,
+  their reservation is kept for the next claim, their ``call.dialing`` withdrawn if not sent yet);
 * ``register`` / ``heartbeat`` / ``dead_owners`` / ``adopt``: an attempt is judged only by the
   process that owns it, or by whoever adopts it once the owner's heartbeat is stale.
 
@@ -463,6 +463,7 @@ class Store:
                                          guard="live_attempt_id", extra=_unclaim_guard, const={
                                              "status": cs.check(Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
                                              "live_attempt_id": None, "next_attempt_at": now, "updated_at": now})
+                outbox.withdraw_dialing(conn, [(a.call_id, a.attempt_no) for a in back])
         for a in ended:
             a.cancel_requested = True
         return ended

@@ -5,7 +5,11 @@ Each pass (``python -m webhooks``, every ``WEBHOOK_SWEEP_SECONDS``):
 1. **fan out**: every new event (``fanned_out_at`` NULL) gets one send per receiver: each enabled
    endpoint of its account subscribed to its type (or to ``"*"``), and the ``status_callback`` of
    its call and of the call's campaign (or of the campaign). An event nobody receives is deleted.
-2. **dispatch**: every PENDING send that is due and not leased gets a job, with a lease
+   Fan-out goes in rounds, fair per account: a round takes the oldest ``FAIR_SHARE`` new events of
+   every account that has some (accounts with the oldest waiting event first, ``BATCH`` accounts
+   at most), and each round is followed by a dispatch. So one account's burst of thousands of
+   events delays another account's events by one round, not by the whole burst.
+2. **dispatch** (after every fan-out round): every PENDING send that is due and not leased gets a job, with a lease
    (``WEBHOOK_LEASE_SECONDS``); a send whose job was lost (Redis flushed, worker killed) is
    enqueued again once its lease ends. Two rules choose among the due sends:
    * per call (any subject) and receiver, events go in ``sequence`` order: a send waits while an
@@ -40,7 +44,8 @@ from core.settings import Settings
 log = logging.getLogger("zenscall.webhooks")
 
 DELIVER_JOB = "webhooks.delivery.deliver"
-BATCH = 500
+BATCH = 500  # accounts per fan-out round; receivers per dispatch
+FAIR_SHARE = 100  # events of one account per fan-out round
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 
 _events, _sends, _endpoints = WebhookEvent.__table__, WebhookSend.__table__, WebhookEndpoint.__table__
@@ -67,13 +72,19 @@ def send_row(event: Any, now: datetime, *, endpoint_id: str | None = None, callb
 
 
 def fan_out(conn: sa.Connection, settings: Settings, now: datetime | None = None) -> int:
-    """Sends for up to ``BATCH`` new events; how many events were handled. Commits."""
+    """One fair round: sends for the oldest ``FAIR_SHARE`` new events of each account that has
+    some; how many events were handled (0: none was waiting). Commits."""
     now = now or utcnow()
     e = _events.c
+    waiting = e.fanned_out_at.is_(None)
     with conn.begin():
-        events = conn.execute(sa.select(e.id, e.account_id, e.type, e.subject_type, e.subject_id, e.sequence)
-                              .where(e.fanned_out_at.is_(None)).order_by(e.created_at).limit(BATCH)
-                              .with_for_update(skip_locked=True)).all()
+        accounts = conn.execute(sa.select(e.account_id).where(waiting).group_by(e.account_id)
+                                .order_by(sa.func.min(e.created_at)).limit(BATCH)).scalars().all()
+        events: list[Any] = []
+        for account_id in accounts:
+            events += conn.execute(sa.select(e.id, e.account_id, e.type, e.subject_type, e.subject_id, e.sequence)
+                                   .where(waiting, e.account_id == account_id).order_by(e.created_at)
+                                   .limit(FAIR_SHARE).with_for_update(skip_locked=True)).all()
         if not events:
             return 0
         ep = _endpoints.c
@@ -212,13 +223,13 @@ class Sweeper:
 
     def once(self) -> tuple[int, int]:
         with self.engine.connect() as conn:
-            fanned = 0
-            while True:
+            fanned = sent = 0
+            while True:  # each round takes a fair share of every account's events, then dispatches
                 n = fan_out(conn, self.settings)
                 fanned += n
-                if n < BATCH:
+                sent += dispatch(conn, self.settings, self.enqueue)
+                if not n:
                     break
-            sent = dispatch(conn, self.settings, self.enqueue)
             try:
                 self.queue.connection.set(WEBHOOK_SWEEPER_KEY, int(time.time()), ex=30)
             except (redis.RedisError, OSError):

@@ -131,3 +131,43 @@ def test_settle_refuses_an_unknown_attempt(flask_cli):
     assert error_of(flask_cli("calls", "settle", str(uuid.uuid4()), "--answered"))["code"] == "INVALID_SETTLEMENT"
     listed = flask_cli("calls", "unsettled", "--account", str(uuid.uuid4()))
     assert listed.returncode == 0 and listed.stdout == ""
+
+
+def balance_events_of(settings, account_id):
+    import sqlalchemy as sa
+
+    from core.models import WebhookEvent
+
+    engine = sa.create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            e = WebhookEvent.__table__.c
+            return [(t, d["balance"], d["low_balance_threshold"]) for t, d in conn.execute(
+                sa.select(e.type, e.data).where(e.account_id == account_id, e.type.like("balance.%"))
+                .order_by(e.sequence, e.type.desc()))]
+    finally:
+        engine.dispose()
+
+
+def test_an_operators_debit_adjustment_raises_the_balance_events(flask_cli, client, settings):
+    result = flask_cli("accounts", "create", "--name", "Low", "--email", f"low-{uuid.uuid4().hex[:8]}@acme.pk",
+                       "--password", "S3cret!pass", "--balance", "100")
+    assert result.returncode == 0, result.stderr
+    account = json.loads(result.stdout)
+    account_id, headers = account["account_id"], {"Authorization": f"Bearer {account['api_key']}"}
+    alert = client.put("/api/v1/webhooks/balance-alert", headers=headers, json={"low_balance_threshold": "50.00"})
+    assert alert.status_code == 200
+
+    def adjust(amount):
+        done = flask_cli("billing", "adjust", account_id, amount, "--description", "correction")
+        assert done.returncode == 0, done.stderr
+
+    adjust("-30")  # 70: above the threshold
+    adjust("10")  # 80: a credit
+    assert balance_events_of(settings, account_id) == []
+    adjust("-35")  # 45: below it
+    assert balance_events_of(settings, account_id) == [("balance.low", "45.00", "50.00")]
+    adjust("-45")  # zero
+    assert balance_events_of(settings, account_id) == [("balance.low", "45.00", "50.00"),
+                                                       ("balance.depleted", "0.00", "50.00")]
+    assert client.get("/api/v1/balance", headers=headers).get_json()["balance"] == "0.00"

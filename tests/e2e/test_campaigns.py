@@ -24,7 +24,7 @@ from billing import ledger
 from campaigns.importer import import_campaign
 from core.call_states import CallStatus
 from core.db import utcnow
-from core.models import Call, Campaign
+from core.models import Call, Campaign, WebhookEvent
 from tests.e2e.conftest import ROOT, SimProcess, Stack, wait_for
 
 KARACHI = ZoneInfo("Asia/Karachi")
@@ -209,6 +209,14 @@ def test_balance_pause_then_topup_and_resume(stack: Stack, make_tenant: Any, upl
     assert done["statistics"]["completed"] == 8 and done["pause_reason"] is None
     assert Counter(r["number"] for r in sim_rows(sim, phones)) == Counter(phones)  # each number once
     stack.assert_books_balance(tenant.account_id)
+    # the dialer's pause is an event, with its reason, written with the pause
+    e = WebhookEvent.__table__.c
+    with stack.sql.connect() as conn:
+        steps = conn.execute(sa.select(e.type, e.data).where(e.subject_type == "campaign", e.subject_id == cid)
+                             .order_by(e.sequence)).all()
+    assert [t for t, _ in steps] == ["campaign.import_completed", "campaign.started", "campaign.paused",
+                                     "campaign.resumed", "campaign.completed"]
+    assert steps[2][1] == {"status": "PAUSED", "pause_reason": "INSUFFICIENT_BALANCE"}
 
 
 def test_number_put_on_dnc_while_running_is_never_dialed(stack: Stack, make_tenant: Any, upload: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import ROOT, Stack, assert_sim_no_overlap, wait_for
+from tests.e2e.test_webhook_events import events_of
 
 
 def test_reconnect_after_connection_loss_keeps_live_calls(stack: Stack, make_tenant: Any, upload: Any) -> None:
@@ -82,6 +83,11 @@ def test_switch_crash_ends_unseen_calls_once_as_unknown(stack: Stack, make_tenan
     assert (call.status, call.billsec) == ("COMPLETED", 42)
     stack.assert_money(answered[0].call_id)
     assert stack.call(ringing.call_id).last_cause == "NO_ANSWER"
+    # each settlement changed what the call shows: an event with it, after the unknown end's
+    assert events_of(stack, answered[0].call_id)[-2:] == [("call.failed", 14, "FAILED"),
+                                                           ("call.completed", 16, "COMPLETED")]
+    assert events_of(stack, ringing.call_id)[-2:] == [("call.failed", 14, "FAILED"), ("call.failed", 16, "FAILED")]
+    assert events_of(stack, answered[1].call_id)[-1] == ("call.failed", 14, "FAILED")  # not settled yet
     again = subprocess.run([FLASK, "--app", "wsgi", "calls", "settle", first.id, "--not-answered"], cwd=ROOT,
                            env=cli_env(stack), capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "NOT_FOUND" in again.stderr  # settled once

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.e2e.conftest import Stack, live_channels, sim_rows_of, wait_for
+from tests.e2e.test_webhook_events import events_of
 
 
 def _ended_on_switch(stack: Stack, sim: Any, call_id: str) -> dict[str, Any]:
@@ -109,6 +110,8 @@ def test_call_ended_while_no_dialer_ran_ends_unknown_then_settles_from_the_late_
     _assert_settled_once(stack, placed.call_id, row)
     assert Decimal(stack.account(tenant.account_id).reserved) == 0
     wait_for("the dialer to delete the record it used", lambda: not record.exists())
+    assert events_of(stack, placed.call_id)[-2:] == [("call.failed", 14, "FAILED"),
+                                                      ("call.completed", 16, "COMPLETED")]
     assert len(sim_rows_of(sim.logged_calls(), placed.call_id)) == 1  # never dialed again
     assert second.alive()
     stack.assert_books_balance(tenant.account_id)

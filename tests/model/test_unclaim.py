@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.models import Account, Call, CallAttempt
+from core.models import Account, Call, CallAttempt, WebhookEvent
 from tests.model import invariants
 from tests.model.services import Dialer, Services, Simulator, Tenant, wait, window
 
@@ -110,6 +110,11 @@ def test_an_attempt_given_back_after_a_disconnect_is_originated_once(
     # old behaviour: each attempt given back at the reconnect was claimed again under the same id,
     # and the greenlet that had been waiting for its old slot originated it as well
     assert not twice, f"attempts originated more than once: {twice} ({len(waiting)} waiting at the drop)"
+    with services.sql.connect() as conn:  # the give-back withdrew its call.dialing: one per attempt
+        e = WebhookEvent.__table__.c
+        dialing = Counter(conn.execute(sa.select(e.subject_id, e.sequence).where(
+            e.type == "call.dialing", e.subject_id.in_(calls))).all())
+    assert {call_id for call_id, _ in dialing} == set(calls) and set(dialing.values()) == {1}, dialing
     snap = invariants.snapshot(services.sql, [tenant.account_id], sim.rows())
     assert not invariants.check_numbers(snap)
 
