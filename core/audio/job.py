@@ -23,7 +23,7 @@ shape. Safety:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,8 +110,11 @@ def convert_audio(audio_id: str, *, settings: Settings | None = None, engine: En
             .values(status=AudioStatus.READY, source_format=converted.source_format,
                     duration_ms=converted.duration_ms, size_bytes=len(converted.wav_bytes), sha256=converted.sha256)
         ).rowcount
-    if not ready:  # deleted while converting
-        store.delete(audio_id)
+    if not ready:  # deleted while converting, or another run of this job finished it first
+        with engine.connect() as conn:
+            now_status = conn.scalar(sa.select(_audio.c.status).where(_audio.c.id == audio_id))
+        if now_status != AudioStatus.READY:
+            store.delete(audio_id)
     pending.delete(audio_id)
     log.info("audio converted", extra={"event": "audio_ready", "audio_id": audio_id,
                                        "duration_ms": converted.duration_ms, "source_format": converted.source_format})
@@ -159,9 +162,12 @@ def recover_stalled_conversions(engine: Engine, queue: Any, settings: Settings, 
     out: dict[str, list[str]] = {"requeued": [], "failed": []}
     for audio_id, created_at in rows:
         job = queue.fetch_job(job_id(audio_id))
-        if job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED,
-                                                                  JobStatus.DEFERRED):
+        status = job.get_status(refresh=False) if job is not None else None
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             continue  # waiting its turn behind other work
+        if (status == JobStatus.STARTED and job.started_at is not None
+                and job.started_at.replace(tzinfo=UTC) > now - timedelta(seconds=stall_seconds)):
+            continue  # running, and not for longer than a job may
         if created_at < now - timedelta(seconds=stall_seconds * GIVE_UP_AFTER):
             _fail(engine, audio_id, CRASHED, "The file could not be converted. Upload it again, or export it "
                   "as WAV or MP3.", {"file": ["The file could not be converted."], "reason": "stalled"})

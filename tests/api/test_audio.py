@@ -5,7 +5,7 @@ download, delete, and calls and campaigns refusing an audio that is not READY.""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import sqlalchemy as sa
 from rq import SimpleWorker
+from rq.job import JobStatus
 
 from core.audio.job import STALL_SECONDS, job_id, pending_uploads, recover_stalled_conversions
 from core.models import AudioFile
@@ -254,7 +255,14 @@ def test_a_lost_conversion_job_is_enqueued_again_then_given_up(worker_app, worke
     run_job(worker_app, lost)
     assert client.get(f"/api/v1/audio/{lost}", headers=tenant.headers).get_json()["status"] == "READY"
 
-    queue.fetch_job(job_id(waiting)).delete()
+    running = queue.fetch_job(job_id(waiting))  # a worker took it a moment ago: left alone
+    queue.remove(running)
+    running.started_at = datetime.now(UTC)
+    running.set_status(JobStatus.STARTED)
+    running.save()
+    assert recover_stalled_conversions(engine, queue, settings) == {"requeued": [], "failed": []}
+
+    running.delete()
     assert recover_stalled_conversions(engine, queue, settings) == {"requeued": [], "failed": [waiting]}
     failed = client.get(f"/api/v1/audio/{waiting}", headers=tenant.headers).get_json()
     assert failed["status"] == "FAILED" and failed["error"]["code"] == "CONVERSION_FAILED"
