@@ -293,10 +293,15 @@ class Sampler:
 
         self.proc = psutil.Process(self.pid)
         self.cpu0 = self.cpu()
+        self.sys0 = self.proc.cpu_times().system
 
     def cpu(self) -> float:
         t = self.proc.cpu_times()
         return t.user + t.system
+
+    def system_cpu(self) -> float:
+        """Seconds in the kernel (socket calls) since the sampler started."""
+        return self.proc.cpu_times().system - self.sys0
 
     def sample(self, done: float = 0.0) -> None:
         self.rss.append(self.proc.memory_info().rss / 2**20)
@@ -443,7 +448,8 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
             out = Path(args.py_spy_out).resolve()
             fmt = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
             spy = subprocess.Popen(["py-spy", "record", "-o", str(out), "-f", fmt, "--pid",
-                                    str(proc.pid), "--rate", "100", "--nonblocking"],
+                                    str(proc.pid), "--rate", "100", "--nonblocking",
+                                    *os.environ.get("ZC_BENCH_PY_SPY_FLAGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             spy = None
@@ -486,6 +492,7 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
         wall = time.monotonic() - started
         sampler.sample((calls - open_calls) / calls)
         cpu_s = sampler.cpu() - sampler.cpu0
+        sys_s = sampler.system_cpu()
         service_cpu = {name: smp.cpu() - smp.cpu0 for name, smp in services.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -504,6 +511,7 @@ def run_dialer_phase(args: argparse.Namespace, engine: Any, rds: Any, url: str, 
             snapshots.append(take_snapshot(proc.pid, env["ZC_BENCH_SNAPSHOTS"], len(snapshots)))
         return {"originates": len(starts), "completed": done, "rate": sustained_rate(starts), "wall": wall,
                 "cpu_ms_per_call": 1000 * cpu_s / max(1, done), "sql_per_call": sql / max(1, done),
+                "kernel_cpu_ms_per_call": 1000 * sys_s / max(1, done),
                 "redis_per_call": rtt / max(1, done),
                 **{f"{n}_cpu_ms_per_call": 1000 * c / max(1, done) for n, c in service_cpu.items()},
                 "system_cpu_ms_per_call": 1000 * (cpu_s + sum(service_cpu.values())) / max(1, done),

@@ -134,7 +134,9 @@ def bare_loop(port: int, calls: int, window: int, timeout_s: int) -> dict[str, A
     cpu1 = proc.cpu_times()
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return {"completed": len(finished), "wall": wall, "rate": len(finished) / wall if wall else 0.0,
-            "cpu_ms_per_call": 1000 * cpu_s / max(1, len(finished)), "peak_in_flight": peak[0] + 1,
+            "cpu_ms_per_call": 1000 * cpu_s / max(1, len(finished)),
+            "kernel_cpu_ms_per_call": 1000 * (cpu1.system - cpu0.system) / max(1, len(finished)),
+            "peak_in_flight": peak[0] + 1,
             "causes": dict(Counter(finished.values()))}
 
 
@@ -150,6 +152,17 @@ def proc_cpu_s(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def pin_threads(pid: int | None, cpus: set[int]) -> None:
+    """Every thread of a process onto ``cpus``."""
+    if pid is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except OSError:
+            pass
 
 
 def mariadb_pid(engine: Any) -> int | None:
@@ -240,6 +253,10 @@ def main() -> int:
     parser.add_argument("--shared", action="store_true", help="use --db-server and --redis-url, not private servers")
     parser.add_argument("--db-server", default="mysql+pymysql://root@127.0.0.1:3306")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="a Redis db of its own (flushed)")
+    parser.add_argument("--py-spy-out", help="profile the dialer with py-spy into this file (.svg flame graph, "
+                        ".txt collapsed stacks, .json speedscope)")
+    parser.add_argument("--pin", action="store_true", help="the dialer alone on core 1, FreeSWITCH, MariaDB and "
+                        "Redis on core 0 (a profile then samples the dialer's own CPU only; rates not comparable)")
     parser.add_argument("--bare-loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -307,11 +324,18 @@ def main() -> int:
         time.sleep(args.baseline)
         idle1 = meter.snap()
         phase_args = argparse.Namespace(redis_url=args.redis_url, no_answer_seconds=timeout_s, gateway_cps=5000.0,
-                                        max_channels=args.window, phase_timeout=600.0, py_spy=None)
+                                        max_channels=args.window, phase_timeout=600.0,
+                                        py_spy="realswitch" if args.py_spy_out else None,
+                                        py_spy_out=args.py_spy_out)
         print(f"dialer: campaign of {args.calls} numbers ...", flush=True)
         run0 = meter.snap()
+        if args.pin:
+            os.sched_setaffinity(0, {0})
+            for pid in meter.pids.values():
+                pin_threads(pid, {0})
         dialer = bench_dialer.run_dialer_phase(phase_args, engine, rds, url, base, RealSwitchForPhase(switch),
-                                               campaign, args.calls, "realswitch")
+                                               campaign, args.calls, "realswitch",
+                                               cpus={1} if args.pin else None)
         run1 = meter.snap()
         print(f"baseline again: {args.baseline:.0f} s idle ...", flush=True)
         time.sleep(args.baseline)
@@ -365,6 +389,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         ("ratio to the bare loop", "", f"{dialer['rate'] / bare['rate']:.0%}" if bare["rate"] else "-", ""),
         ("CPU ms/call, client (bare loop / dialer)", f"{bare['cpu_ms_per_call']:.2f}",
          f"{dialer['cpu_ms_per_call']:.2f}", ""),
+        ("  of which in the kernel (socket calls)", f"{bare['kernel_cpu_ms_per_call']:.2f}",
+         f"{dialer['kernel_cpu_ms_per_call']:.2f}", ""),
     ]
     fs_raw, fs_cor = per_call(run["cpu"]["freeswitch"], idle["cpu"]["freeswitch"], 1000)
     rows.append(("CPU ms/call, freeswitch", f"{bare['fs_cpu_ms_per_call']:.2f}", fs_raw, fs_cor))

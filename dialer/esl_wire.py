@@ -144,10 +144,26 @@ def read_message(stream: BinaryIO) -> tuple[dict[str, str], bytes] | None:
 
 
 @lru_cache(maxsize=16)
-def _picker(wanted: frozenset[str]) -> re.Pattern[bytes]:
-    """One regex finding the wanted header lines of a block (names exact, at a line's start)."""
-    names = b"|".join(re.escape(n.encode()) for n in sorted(wanted, key=len, reverse=True))
-    return re.compile(rb"^(" + names + rb"):[ ]?([^\n]*?)\r?$", re.M)
+def _line_keys(wanted: frozenset[str]) -> tuple[tuple[str, bytes], ...]:
+    """``(name, b"\\nName:")`` for every wanted header and ``Content-Length``."""
+    return tuple((name, b"\n" + name.encode() + b":") for name in sorted(wanted | {"Content-Length"}))
+
+
+def _pick(head: bytes, wanted: frozenset[str]) -> dict[str, str]:
+    """The wanted header lines of a block, found by a byte search each (C speed, ~1 us per header
+    for a 7 KB hangup event; a value never holds a raw line break, FreeSWITCH encodes it). The
+    last line of a name wins, as in the full parse."""
+    block = b"\n" + head
+    headers: dict[str, str] = {}
+    for name, key in _line_keys(wanted):
+        at = block.rfind(key)
+        if at < 0:
+            continue
+        start = at + len(key)
+        end = block.find(b"\n", start)
+        raw = (block[start:] if end < 0 else block[start:end]).rstrip(b"\r")
+        headers[name] = _value(raw.decode("utf-8", "replace").removeprefix(" "))
+    return headers
 
 
 def _value(raw: str) -> str:
@@ -160,15 +176,15 @@ def parse_plain_event(data: bytes, wanted: frozenset[str] | None = None) -> RawE
     Lines are split first and each value is percent-decoded on its own, so an
     encoded line break inside a value stays inside that value.  An inner
     ``Content-Length`` (BACKGROUND_JOB) announces a raw body after the blank line.
-    With ``wanted``, only those headers (and ``Content-Length``) are read: one regex pass in C
-    over the block, the others are never split or decoded (a hangup event has ~200 headers).
+    With ``wanted``, only those headers (and ``Content-Length``) are read (:func:`_pick`); the
+    others are never split or decoded (a hangup event has ~200 headers).
     """
     head, _, rest = data.partition(b"\n\n")
-    headers: dict[str, str] = {}
+    headers: dict[str, str]
     if wanted is not None:
-        for match in _picker(wanted | {"Content-Length"}).finditer(head):
-            headers[match.group(1).decode()] = _value(match.group(2).decode("utf-8", "replace"))
+        headers = _pick(head, wanted)
     else:
+        headers = {}
         # the whole block decoded at once (a line break never falls inside a UTF-8 sequence),
         # then each line as ``_split_header`` splits it; most values need no percent-decoding
         for line in head.decode("utf-8", "replace").split("\n"):
