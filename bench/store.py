@@ -125,7 +125,7 @@ def main() -> int:
                   f"{(counter.n - n0) / done:>9.2f} {(counter.params - p0) / done:>12.1f} {wall:>7.1f}")
         print(f"median claim + finish CPU per call: {statistics.median(totals):.3f} ms")
         if args.profile:
-            prof = cProfile.Profile()
+            prof = cProfile.Profile(time.process_time)  # CPU only: waits on the server are not counted
             prof.enable()
             one_round(store, source, per_round, args.batch)
             prof.disable()

@@ -95,7 +95,7 @@ class Books:
         changed = [{"id": k, "balance": v[0], "reserved": v[1]} for k, v in self.state.items()
                    if tuple(v) != self.before[k]]
         if changed:
-            sqlbatch.run_case_update(self.conn, _accounts, "id", ("balance", "reserved"), changed)
+            sqlbatch.run_batch_update(self.conn, _accounts, "id", ("balance", "reserved"), changed)
             outbox.write(self.conn, [e for row in changed for e in self._balance_events(row)])
         if self.entries:
             self.conn.execute(sa.insert(_ledger), self.entries)

@@ -87,9 +87,9 @@ def withdraw_dialing(conn: sa.Connection | Any, attempts: list[tuple[str, int]])
 
 def event(account_id: str, type_: str, subject_type: str, subject_id: str, sequence: int, now: datetime,
           data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One outbox row (``payload`` and ``fanned_out_at`` start NULL: left out of the INSERT)."""
     return {"id": new_event_id(), "account_id": account_id, "type": type_, "subject_type": subject_type,
-            "subject_id": subject_id, "sequence": sequence, "data": data, "payload": None, "created_at": now,
-            "fanned_out_at": None}
+            "subject_id": subject_id, "sequence": sequence, "data": data, "created_at": now}
 
 
 def write(conn: sa.Connection | Any, rows: list[dict[str, Any]]) -> None:

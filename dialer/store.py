@@ -204,7 +204,7 @@ def _not_ended(table: sa.Table) -> list[Any]:
 _FINISH_ATTEMPT_COLS = ("ended_at", "status", "hangup_cause", "q850_cause", "sip_status", "billsec", "duration",
                         "played_ms", "cost", "answered_at", "ringing_at")
 _FINISH_CALL_COLS = ("status", "next_attempt_at", "last_cause", "last_sip_status", "billsec", "cost",
-                     "answered_at", "ended_at", "updated_at")
+                     "answered_at", "ended_at")
 
 
 def _retry(fn: Callable[[], Any], what: str, tries: int = 3) -> Any:
@@ -393,7 +393,7 @@ class Store:
                 rows_update = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "attempts_count": a.attempt_no,
                                 "rate_per_minute": a.rate, "pulse_seconds": a.pulse} for a in claimed]
                 cols = ("live_attempt_id", "attempts_count", "rate_per_minute", "pulse_seconds")
-                done = sqlbatch.run_case_update(conn, _calls, "id", cols, rows_update, extra=_queued_guard, const={
+                done = sqlbatch.run_batch_update(conn, _calls, "id", cols, rows_update, extra=_queued_guard, const={
                     "status": cs.check(Step.CLAIM, CallStatus.QUEUED, CallStatus.DIALING), "next_attempt_id": None,
                     "next_attempt_at": None, "updated_at": now})
                 if done != len(claimed):  # cannot happen under the row locks; never dial on a doubt
@@ -459,7 +459,7 @@ class Store:
                     _attempts.c.owner == self.owner))
                 rows = [{"id": a.call_id, "live_attempt_id": a.attempt_id, "next_attempt_id": a.attempt_id,
                          "attempts_count": a.attempt_no - 1} for a in back]
-                sqlbatch.run_case_update(conn, _calls, "id", ("next_attempt_id", "attempts_count"), rows,
+                sqlbatch.run_batch_update(conn, _calls, "id", ("next_attempt_id", "attempts_count"), rows,
                                          guard="live_attempt_id", extra=_unclaim_guard, const={
                                              "status": cs.check(Step.UNCLAIM, CallStatus.DIALING, CallStatus.QUEUED),
                                              "live_attempt_id": None, "next_attempt_at": now, "updated_at": now})
@@ -493,7 +493,7 @@ class Store:
             by_call = {step.attempt.call_id: step.attempt for step in steps}
             now = self.clock()
             with self.engine.begin() as conn:
-                sqlbatch.run_case_update(conn, _calls, "id", ("status", "answered_at"), list(rows.values()),
+                sqlbatch.run_batch_update(conn, _calls, "id", ("status", "answered_at"), list(rows.values()),
                                          guard="live_attempt_id", extra=_live_guard,
                                          const={"updated_at": now})
                 outbox.write(conn, [outbox.call_event(m.attempt.account_id, m.attempt.call_id, m.to,
@@ -536,7 +536,7 @@ class Store:
                 "cost": s.charge,
                 "answered_at": s.attempt.answered_at or (s.facts.answered_at if s.answered else None),
                 "ringing_at": s.attempt.ringing_at} for s in settles]
-            changed = sqlbatch.run_case_update(conn, _attempts, "id", _FINISH_ATTEMPT_COLS, attempt_rows,
+            changed = sqlbatch.run_batch_update(conn, _attempts, "id", _FINISH_ATTEMPT_COLS, attempt_rows,
                                                extra=_not_ended)
             if changed != len(settles):
                 raise _Repeated()
@@ -548,9 +548,9 @@ class Store:
                     "next_attempt_at": s.nxt.next_attempt_at, "last_cause": s.cause[:64],
                     "last_sip_status": s.facts.sip_status, "billsec": s.billsec, "cost": s.charge,
                     "answered_at": (s.attempt.answered_at or s.facts.answered_at or ended_at) if s.answered else None,
-                    "ended_at": ended_at if s.nxt.final else None, "updated_at": now})
-            sqlbatch.run_case_update(conn, _calls, "id", _FINISH_CALL_COLS, call_rows, guard="live_attempt_id",
-                                     extra=_finish_call_guard, const={"live_attempt_id": None},
+                    "ended_at": ended_at if s.nxt.final else None})
+            sqlbatch.run_batch_update(conn, _calls, "id", _FINISH_CALL_COLS, call_rows, guard="live_attempt_id",
+                                     extra=_finish_call_guard, const={"live_attempt_id": None, "updated_at": now},
                                      add=("billsec", "cost"))
             outbox.write(conn, [outbox.call_event(s.attempt.account_id, s.attempt.call_id, s.nxt.status,
                                                   s.attempt.attempt_no, now) for s in settles])
