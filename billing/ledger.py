@@ -284,33 +284,53 @@ def _move_only(db: Session | sa.Connection, account_id: str, *, amount: Decimal 
     return result.rowcount == 1
 
 
+def movement_update() -> sa.Update:
+    """The conditional UPDATE of the account row every movement goes through (bound parameters
+    ``account_id``, ``amount``, ``hold``): for ``reserve_new(only_if=...)`` to add conditions to."""
+    return _MOVE
+
+
+class NotReserved(Exception):
+    """``reserve_new(only_if=...)``: the extra conditions or the balance refused the reservation;
+    nothing was written."""
+
+
 def reserve_new(session: Session, account_id: str, amount: Decimal, *, call_id: str, attempt_id: str,
-                then: tuple[sa.Insert, dict[str, Any]] | None = None) -> None:
+                then: tuple[sa.Insert, dict[str, Any]] | None = None,
+                only_if: tuple[sa.Update, dict[str, Any]] | None = None) -> None:
     """``reserve`` for an attempt id made just now (it cannot hold a reservation yet).
 
     ``then``: an INSERT of one row (statement, values) written in the same transaction once the
     reservation held, e.g. the call the reservation is for. On MariaDB the reservation's UPDATE,
     its ledger entry and that INSERT go to the server as one compound statement (one round trip
     instead of three, with the same statements and the same conditions).
+
+    ``only_if``: ``movement_update()`` with conditions added (``.where``) and the values of their
+    parameters (named unlike any column of ``accounts``), used instead of it: when the row fails
+    them or the balance is short, nothing is written and ``NotReserved`` is raised (the caller
+    tells the two apart); without it a short balance raises ``InsufficientBalance``.
     """
     if amount < ZERO:
         raise ValueError("a reservation cannot be negative")
     conn = session.connection()
-    move = {"account_id": account_id, "amount": ZERO, "hold": amount}
+    update, conditions = only_if if only_if is not None else (_MOVE, {})
+    move = {"account_id": account_id, "amount": ZERO, "hold": amount, **conditions}
     book = {"e_account": account_id, "e_account_id": account_id, "e_call_id": call_id, "e_attempt_id": attempt_id,
             "e_created_at": utcnow(), "e1_kind": LedgerKind.RESERVE, "e1_amount": ZERO, "e1_hold": amount,
             "e1_unbooked": ZERO, "e1_description": "reservation for call attempt"}
     if then is not None and getattr(conn.dialect, "is_mariadb", False):  # MySQL has no anonymous blocks
-        written = _when_held(conn, [(_MOVE, move), (_BOOK_ONE, book), then])
+        written = _when_held(conn, [(update, move), (_BOOK_ONE, book), then])
         if written == 3:
             return
         if written != 0:  # cannot happen: the INSERTs run only after the UPDATE matched its row
             raise RuntimeError(f"reservation of attempt {attempt_id}: {written} rows written, expected 3 or 0")
-    elif _move_only(session, account_id, hold=amount):
+    elif conn.execute(update, move).rowcount == 1:
         conn.execute(_BOOK_ONE, book)
         if then is not None:
             conn.execute(*then)
         return
+    if only_if is not None:
+        raise NotReserved(attempt_id)
     view = balance_of(session, account_id)
     raise InsufficientBalance(view.available, amount)
 

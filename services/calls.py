@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -48,6 +48,9 @@ class CallTerms:
     rate_per_minute: Decimal
     pulse_seconds: int
     account_active: bool
+    # False: remembered from an earlier call of this process (``known_terms``), not read now;
+    # ``create_call`` has the reservation's UPDATE check them
+    checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,31 @@ def _terms_statement() -> sa.Select[Any]:
     )
 
 
+def _reserve_if_terms() -> sa.Update:
+    """The reservation's UPDATE for remembered terms: it holds only while the account is active
+    at that rate and pulse and the message is READY with that length (what ``ready_terms`` checks)."""
+    audio, acc = AudioFile.__table__.c, Account.__table__.c
+    return ledger.movement_update().where(
+        acc.active == sa.true(),
+        acc.rate_per_minute == sa.bindparam("terms_rate", type_=acc.rate_per_minute.type),
+        acc.pulse_seconds == sa.bindparam("terms_pulse", type_=acc.pulse_seconds.type),
+        sa.exists().where(audio.id == sa.bindparam("terms_audio_id", type_=audio.id.type),
+                          audio.account_id == acc.id,
+                          audio.status == AudioStatus.READY,
+                          audio.duration_ms == sa.bindparam("terms_duration_ms", type_=audio.duration_ms.type)),
+    )
+
+
 # built once with bound parameters: no statement building or cache-key work per request
 _TERMS = _terms_statement()
 _INSERT_CALL = sa.insert(Call.__table__)
+_RESERVE_IF_TERMS = _reserve_if_terms()
+
+# The terms this process last read for a message, by (account id, audio id), so
+# that the next call with it can skip the terms SELECT: ``create_call`` then has the
+# reservation's UPDATE check them in SQL, and reads them again when they changed.
+_KNOWN: dict[tuple[str, str], CallTerms] = {}
+KNOWN_TERMS_MAX = 10_000
 
 
 def call_terms(session: Session, account_id: str, audio_id: str) -> CallTerms | None:
@@ -97,6 +122,11 @@ def call_terms(session: Session, account_id: str, audio_id: str) -> CallTerms | 
     return None if row is None else CallTerms(*row)
 
 
+def known_terms(account_id: str, audio_id: str) -> CallTerms | None:
+    """The terms ``ready_terms`` last gave in this process for this message (unchecked), else None."""
+    return _KNOWN.get((account_id, audio_id))
+
+
 def create_call(session: Session, new: NewCall, request_fingerprint: str | None) -> tuple[Call, bool]:
     """Store a QUEUED call and its first reservation; (call, created). Commits.
 
@@ -104,12 +134,24 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     (created=False); the same key with another request raises IdempotencyMismatch.
     Raises ledger.InsufficientBalance when the first attempt cannot be paid for.
     A created call is returned as written (not attached to the session; no attempts yet).
+    Unchecked terms (``known_terms``) are checked by the reservation's UPDATE; when they no
+    longer hold, they are read again (``ready_terms``: 404, 409 or 403 as for a first call).
     """
     if new.idempotency_key:
         existing = find_by_idempotency_key(session, new.account_id, new.idempotency_key)
         if existing is not None:
             session.commit()  # nothing written; ends the read transaction
             return _replay(existing, request_fingerprint)
+    if not new.terms.checked:
+        try:
+            return _write_call(session, new, request_fingerprint)
+        except ledger.NotReserved:  # the terms changed, or the balance is short (rolled back): find out which
+            _KNOWN.pop((new.account_id, new.terms.audio_id), None)
+            new = replace(new, terms=ready_terms(session, new.account_id, new.terms.audio_id))
+    return _write_call(session, new, request_fingerprint)
+
+
+def _write_call(session: Session, new: NewCall, request_fingerprint: str | None) -> tuple[Call, bool]:
     terms = new.terms
     attempt_id = new_id()
     now = utcnow()
@@ -128,13 +170,16 @@ def create_call(session: Session, new: NewCall, request_fingerprint: str | None)
     if new.status_callback:
         values["status_callback"] = new.status_callback
     # the columns left out are NULL (no campaign, nothing live, no outcome yet)
+    only_if = None if terms.checked else (_RESERVE_IF_TERMS, {
+        "terms_rate": terms.rate_per_minute, "terms_pulse": terms.pulse_seconds,
+        "terms_audio_id": terms.audio_id, "terms_duration_ms": terms.duration_ms})
     try:
         # The reservation's conditional UPDATE comes first: it takes the account row's
         # exclusive lock directly. Inserting the call first would share-lock the row (its
         # foreign key) and two requests upgrading their shared locks would deadlock.
         amount = reservation_for(terms.duration_ms, terms.rate_per_minute, terms.pulse_seconds)
         ledger.reserve_new(session, new.account_id, amount, call_id=values["id"], attempt_id=attempt_id,
-                           then=(_INSERT_CALL, values))
+                           then=(_INSERT_CALL, values), only_if=only_if)
         session.commit()
     except IntegrityError:
         # a concurrent request with the same idempotency key won the race
@@ -216,7 +261,8 @@ def own_call(session: Session, account_id: str, call_id: str) -> Call:
 
 def ready_terms(session: Session, account_id: str, audio_id: str) -> CallTerms:
     """The account's READY audio with the account's terms (one SELECT); 404 / 409 as
-    ``services.audio.own_ready_audio``, 403 when the account was disabled."""
+    ``services.audio.own_ready_audio``, 403 when the account was disabled. Remembered for
+    ``known_terms``."""
     terms = call_terms(session, account_id, audio_id)
     if terms is None or terms.audio_status != AudioStatus.READY:
         own_ready_audio(session, account_id, audio_id)  # raises the 404, or the 409 with the state and error
@@ -225,6 +271,9 @@ def ready_terms(session: Session, account_id: str, audio_id: str) -> CallTerms:
             raise not_found("Audio file")  # and changed again since
     if not terms.account_active:
         raise Refused(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    if len(_KNOWN) >= KNOWN_TERMS_MAX:
+        _KNOWN.clear()
+    _KNOWN[(account_id, terms.audio_id)] = replace(terms, checked=False)
     return terms
 
 

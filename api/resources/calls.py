@@ -22,6 +22,7 @@ from services.calls import (
     cancel_own,
     day_bound,
     fingerprint,
+    known_terms,
     list_query,
     own_call,
     place,
@@ -76,9 +77,15 @@ def place_call(body: dict[str, Any]) -> Any:
         raise ApiError(400, "INVALID_IDEMPOTENCY_KEY",
                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
     account_id = current().account_id
+    # The terms this process read for this message lately (the reservation checks them), unless
+    # something else may answer first: a replay (Idempotency-Key) or a status_callback refused
+    # after the message's 404/409/403, as when the terms are read here
+    guess = key is None and "status_callback" not in body
+    terms = (known_terms(account_id, body["audio_id"]) if guess else None) \
+        or ready_terms(db(), account_id, body["audio_id"])
     new = NewCall(
         account_id=account_id,
-        terms=ready_terms(db(), account_id, body["audio_id"]),
+        terms=terms,
         phone_number=body["phone_number"],  # E.164 (PhoneNumber)
         caller_id=body.get("caller_id", "").lstrip("+") or None,
         max_retries=body.get("max_retries", settings.default_max_retries),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -14,6 +16,22 @@ import sqlalchemy as sa
 from billing.ledger import balance_of, ledger_totals
 
 _addresses = itertools.count(1)
+
+
+@contextmanager
+def statements_sent(engine: Any, fragment: str) -> Iterator[list[str]]:
+    """The SQL statements containing ``fragment`` that ``engine`` sends meanwhile."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if fragment in statement:
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

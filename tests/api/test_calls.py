@@ -7,9 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
+from billing.ledger import balance_of
 from core.call_states import CallStatus
-from tests.api.conftest import assert_error
+from core.models import Account, AudioFile, Call
+from core.states import AudioStatus
+from tests.api.conftest import assert_error, statements_sent
 from tests.waiting import wait_for
 
 CALL_FIELDS = {"id", "phone_number", "status", "audio_id", "campaign_id", "caller_id", "max_retries",
@@ -99,6 +103,64 @@ def test_insufficient_balance_message_shows_available(place_call, make_tenant, u
     assert place_call(tenant, audio["id"]).status_code == 201
     error = assert_error(place_call(tenant, audio["id"]), 402, "INSUFFICIENT_BALANCE")
     assert error["message"] == "Your balance is too low to make this call. Current balance: PKR 0.05"
+
+
+@pytest.fixture()
+def terms_selects(app):
+    """The terms SELECTs (the message joined with its account) the app sends meanwhile."""
+    with statements_sent(app.extensions["zenscall"].engine, "FROM audio_files INNER JOIN accounts") as seen:
+        yield seen
+
+
+def test_a_later_call_takes_the_terms_read_for_the_first(place_call, tenant, audio, terms_selects, sessions):
+    assert place_call(tenant, audio["id"]).status_code == 201
+    assert len(terms_selects) == 1
+    second = place_call(tenant, audio["id"])
+    assert second.status_code == 201, second.get_json()
+    assert len(terms_selects) == 1  # checked by the reservation's UPDATE instead
+    # a replay-able request or one with a status_callback reads them, as before
+    assert place_call(tenant, audio["id"], headers={"Idempotency-Key": "k-terms"}).status_code == 201
+    assert len(terms_selects) == 2
+    with sessions() as session:
+        assert session.get(Call, second.get_json()["id"]).rate_per_minute == Decimal("2.50")
+
+
+def test_remembered_terms_that_changed_are_read_again(place_call, tenant, audio, sessions, books):
+    assert place_call(tenant, audio["id"]).status_code == 201
+    with sessions() as session:
+        session.execute(sa.update(Account).where(Account.id == tenant.account_id)
+                        .values(rate_per_minute=Decimal("5.00"), pulse_seconds=60))
+        session.commit()
+    call = place_call(tenant, audio["id"]).get_json()
+    with sessions() as session:
+        row = session.get(Call, call["id"])
+        assert (row.rate_per_minute, row.pulse_seconds) == (Decimal("5.00"), 60)
+        # 2 s message: worst case one 60 s pulse at 5.00/min, on top of the first call's 1.25
+        assert balance_of(session, tenant.account_id).reserved == Decimal("6.25")
+    (balance, reserved), sums = books(tenant.account_id)
+    assert sums == (balance, reserved)
+
+
+@pytest.mark.parametrize("status, code", [(AudioStatus.PROCESSING, "AUDIO_NOT_READY"),
+                                          (AudioStatus.FAILED, "AUDIO_NOT_READY"), (AudioStatus.DELETED, "NOT_FOUND")])
+def test_remembered_terms_of_a_message_no_longer_ready(place_call, tenant, audio, sessions, books, status, code):
+    assert place_call(tenant, audio["id"]).status_code == 201
+    before = books(tenant.account_id)
+    with sessions() as session:
+        session.execute(sa.update(AudioFile).where(AudioFile.id == audio["id"]).values(status=status))
+        session.commit()
+    assert_error(place_call(tenant, audio["id"]), 404 if code == "NOT_FOUND" else 409, code)
+    assert books(tenant.account_id) == before
+
+
+def test_remembered_terms_of_a_disabled_account(place_call, tenant, audio, sessions, books):
+    assert place_call(tenant, audio["id"]).status_code == 201
+    before = books(tenant.account_id)
+    with sessions() as session:  # the API key stays verified in this process for a few seconds
+        session.execute(sa.update(Account).where(Account.id == tenant.account_id).values(active=False))
+        session.commit()
+    assert_error(place_call(tenant, audio["id"]), 403, "ACCOUNT_DISABLED")
+    assert books(tenant.account_id) == before
 
 
 def test_get_call_with_attempts(client, tenant, audio, place_call):

@@ -8,10 +8,9 @@ import string
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from core.credentials import API_KEY_RANDOM_LEN, LOOKUP_PREFIX_LEN
-from tests.api.conftest import assert_error, unique_address
+from tests.api.conftest import assert_error, statements_sent, unique_address
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
@@ -185,22 +184,12 @@ def test_a_key_is_verified_once_per_request(make_app, tenant):
     """The limiter's bucket and the view share one verification: one lookup of the key per request
     (with the cache of verified keys off, so that every request looks the key up)."""
     limited = make_app(ratelimit_default="5 per minute", api_key_cache_seconds=0)
-    engine = limited.extensions["zenscall"].engine
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        if "api_keys" in statement:
-            statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(limited.extensions["zenscall"].engine, "api_keys") as statements:
         client = limited.test_client()
         client.get("/api/v1/balance", headers=tenant.headers)  # the first use also writes last_used_at
         statements.clear()
         assert client.get("/api/v1/balance", headers=tenant.headers).status_code == 200
         assert client.get("/api/v1/nowhere", headers=tenant.headers).status_code == 404
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
     assert len(statements) == 2, statements  # one SELECT per request, no second hash or lookup
 
 
