@@ -98,6 +98,6 @@ class Books:
             sqlbatch.run_batch_update(self.conn, _accounts, "id", ("balance", "reserved"), changed)
             outbox.write(self.conn, [e for row in changed for e in self._balance_events(row)])
         if self.entries:
-            self.conn.execute(sa.insert(_ledger), self.entries)
+            sqlbatch.insert_rows(self.conn, _ledger, self.entries)
         self.before = {k: tuple(v) for k, v in self.state.items()}
         self.entries = []

@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core import sqlbatch
 from core.call_states import CallStatus
 from core.models import Call, Campaign, WebhookEvent
 
@@ -94,7 +95,11 @@ def event(account_id: str, type_: str, subject_type: str, subject_id: str, seque
 
 def write(conn: sa.Connection | Any, rows: list[dict[str, Any]]) -> None:
     """Insert the events in the caller's transaction: one statement (a multi-row INSERT)."""
-    if rows:
+    if not rows:
+        return
+    if isinstance(conn, sa.Connection):  # the dialer's and the ledger's batches: precompiled
+        sqlbatch.insert_rows(conn, _events, rows)
+    else:
         conn.execute(sa.insert(_events), rows)
 
 

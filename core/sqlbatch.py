@@ -6,15 +6,21 @@ different value in each row with one round trip; each value is sent once, and Ma
 its primary key (``eq_ref``). Statements are built once per (shape, row count) and kept, so SQLAlchemy
 compiles each shape once; only the parameters change per batch. A batch is padded up to the next of a
 few sizes with rows of NULLs, which match no row.
+
+:class:`Precompiled` runs such a statement (and the hot path's multi-row INSERTs) without SQLAlchemy's
+per-execution work: compiled once per dialect, then ``exec_driver_sql`` with the values put through
+the same type processors SQLAlchemy would apply. With batches of ~13 calls, that per-statement work
+was a large share of the dialer's CPU (``bench/store.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 MAX_ROWS = 128  # rows per statement (parameters stay well under every backend's limit)
 #: statement sizes: a batch is padded up to the next one by repeating its last row (harmless in a
@@ -26,6 +32,72 @@ def chunks(items: Sequence[Any], size: int = MAX_ROWS) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+class Precompiled:
+    """A Core statement compiled once per dialect and executed with ``exec_driver_sql``.
+
+    Parameters are given by the statement's bind names (``k0``, ``c_status``, an INSERT's column
+    keys); each value goes through its type's bind processor for the dialect (money to minor units,
+    aware datetimes to naive UTC, enums to their names), bound values fixed in the statement are
+    processed once. Refused: statements with expanding ``IN`` lists (use ``one_of``) and statements
+    leaving out a column whose Python-side default or onupdate SQLAlchemy would compute. Returns the
+    driver's result: for writes (rowcount); rows would come back unprocessed."""
+
+    def __init__(self, stmt: sa.ClauseElement, column_keys: Sequence[str] | None = None) -> None:
+        self.stmt, self.column_keys = stmt, list(column_keys) if column_keys is not None else None
+        self._by_dialect: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]] = {}
+
+    def _prepare(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]:
+        compiled = cast(SQLCompiler, self.stmt.compile(dialect=dialect, column_keys=self.column_keys))
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("a statement with an expanding IN list cannot be precompiled")
+        processors: dict[str, Any] = {}
+        fixed: dict[str, Any] = {}
+        for bind, name in compiled.bind_names.items():
+            proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                processors[name] = proc
+            if not bind.required:
+                value = bind.effective_value
+                fixed[name] = proc(value) if proc is not None else value
+        defaulted = [c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch]]
+        if defaulted:  # Python-side defaults SQLAlchemy would compute per execution: give their values
+            raise ValueError(f"values needed for {sorted(defaulted)}")
+        order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        prepared = (compiled.string, order, processors, fixed)
+        self._by_dialect[id(dialect)] = prepared
+        return prepared
+
+    def execute(self, conn: sa.Connection, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+        sql, order, processors, fixed = self._by_dialect.get(id(conn.dialect)) or self._prepare(conn.dialect)
+
+        def bound(values: dict[str, Any]) -> Any:
+            row = dict(fixed)
+            for name, value in values.items():
+                proc = processors.get(name)
+                row[name] = proc(value) if proc is not None else value
+            return row if order is None else tuple(row[name] for name in order)
+
+        if isinstance(params, list):
+            return conn.exec_driver_sql(sql, [bound(p) for p in params])
+        return conn.exec_driver_sql(sql, bound(params))
+
+
+def one_of(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """``column IN (...)`` with one bound value each (not an expanding list): precompilable."""
+    return column.in_([sa.literal(v, column.type) for v in values])
+
+
+@lru_cache(maxsize=64)
+def _insert(table: sa.Table, columns: tuple[str, ...]) -> Precompiled:
+    return Precompiled(sa.insert(table), columns)
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT of ``rows`` (every row with the same keys, every column given)."""
+    if rows:
+        _insert(table, tuple(rows[0])).execute(conn, rows)
+
+
 def padded_size(rows: int) -> int:
     return next(n for n in SIZES if n >= rows)
 
@@ -33,14 +105,15 @@ def padded_size(rows: int) -> int:
 @lru_cache(maxsize=512)
 def batch_update(table: sa.Table, key: str, columns: tuple[str, ...], rows: int,
                  guard: str | None = None, extra: Callable[[sa.Table], Sequence[Any]] | None = None,
-                 const: tuple[str, ...] = (), add: tuple[str, ...] = ()) -> sa.Update:
+                 const: tuple[str, ...] = (), add: tuple[str, ...] = ()) -> Precompiled:
     """The statement setting ``columns`` per row, for ``rows`` rows identified by ``key``.
 
     ``guard`` names a second column that must equal the row's ``g<i>`` parameter too (e.g. a call
     and the attempt it must still be live with). ``extra(table)`` adds further WHERE conditions (the
     same for every row); ``const`` names columns set to one value for every row (parameter
     ``c_<column>``); ``add`` names columns among ``columns`` that are incremented by the row's value
-    instead of set to it. Parameters: ``k<i>``, ``g<i>``, ``<column><i>``; see ``batch_params``."""
+    instead of set to it; its conditions must not use expanding IN lists (``one_of``). Parameters:
+    ``k<i>``, ``g<i>``, ``<column><i>``; see ``batch_params``."""
     k = table.c[key]
     names = [(key, "k"), *([(guard, "g")] if guard else []), *((name, name) for name in columns)]
 
@@ -57,7 +130,7 @@ def batch_update(table: sa.Table, key: str, columns: tuple[str, ...], rows: int,
         where.append(table.c[guard] == v.c[guard])
     if extra is not None:
         where.extend(extra(table))
-    return sa.update(table).where(*where).values(values)
+    return Precompiled(sa.update(table).where(*where).values(values))
 
 
 def batch_params(rows: Sequence[dict[str, Any]], key: str, columns: tuple[str, ...],
@@ -91,5 +164,5 @@ def run_batch_update(conn: sa.Connection, table: sa.Table, key: str, columns: tu
     for chunk in chunks(rows):
         size = padded_size(len(chunk))
         stmt = batch_update(table, key, columns, size, guard, extra, tuple(const), add)
-        changed += conn.execute(stmt, {**batch_params(chunk, key, columns, guard, size), **fixed}).rowcount
+        changed += stmt.execute(conn, {**batch_params(chunk, key, columns, guard, size), **fixed}).rowcount
     return changed

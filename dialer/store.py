@@ -194,7 +194,7 @@ def _by_source(query: sa.Select[Any]) -> sa.Select[Any]:
 
 
 def _live_guard(table: sa.Table) -> list[Any]:
-    return [table.c.status.in_(Step.FINISH.sources)]
+    return [sqlbatch.one_of(table.c.status, sorted(Step.FINISH.sources))]
 
 
 def _not_ended(table: sa.Table) -> list[Any]:
@@ -398,7 +398,7 @@ class Store:
                     "next_attempt_at": None, "updated_at": now})
                 if done != len(claimed):  # cannot happen under the row locks; never dial on a doubt
                     raise RuntimeError(f"claim changed {done} of {len(claimed)} calls")
-                conn.execute(sa.insert(_attempts), [{
+                sqlbatch.insert_rows(conn, _attempts, [{
                     "id": a.attempt_id, "call_id": a.call_id, "account_id": a.account_id,
                     "attempt_no": a.attempt_no, "node": self.node, "owner": self.owner,
                     "status": CallStatus.DIALING, "dialed_number": a.phone_number, "started_at": now,
@@ -701,12 +701,12 @@ class _Repeated(Exception):
 
 
 def _queued_guard(table: sa.Table) -> list[Any]:
-    return [table.c.status.in_(Step.CLAIM.sources)]
+    return [sqlbatch.one_of(table.c.status, sorted(Step.CLAIM.sources))]
 
 
 def _unclaim_guard(table: sa.Table) -> list[Any]:
-    return [table.c.status.in_(Step.UNCLAIM.sources)]
+    return [sqlbatch.one_of(table.c.status, sorted(Step.UNCLAIM.sources))]
 
 
 def _finish_call_guard(table: sa.Table) -> list[Any]:
-    return [table.c.status.in_(Step.FINISH.sources)]
+    return [sqlbatch.one_of(table.c.status, sorted(Step.FINISH.sources))]

@@ -113,3 +113,38 @@ def test_every_padded_size_updates_exactly_its_rows(engine: sa.Engine, size: int
     with engine.begin() as conn:
         assert sqlbatch.run_batch_update(conn, items, "id", ("note",), batch) == size
     assert sum(r.note == f"s{size}" for r in _rows(engine).values()) == size
+
+
+def test_precompiled_inserts_store_what_sqlalchemy_stores(engine: sa.Engine) -> None:
+    """Money, aware datetimes, NULLs and quotes go through the same type processors."""
+    at = datetime(2026, 12, 5, 18, 0, 0, 1, tzinfo=UTC)
+    row = {"owner": None, "state": "OPEN", "count": 7, "amount": Decimal("12.3456"), "at": at, "note": "it's \\ 'q'"}
+    with engine.begin() as conn:
+        sqlbatch.insert_rows(conn, items, [{"id": "fast-1", **row}, {"id": "fast-2", **row, "at": None}])
+        conn.execute(sa.insert(items), [{"id": "core-1", **row}, {"id": "core-2", **row, "at": None}])
+    rows = _rows(engine)
+    for n in (1, 2):
+        fast, core = rows[f"fast-{n}"], rows[f"core-{n}"]
+        assert fast[1:] == core[1:]
+    assert rows["fast-1"].at == at and rows["fast-1"].amount == Decimal("12.3456") and rows["fast-2"].at is None
+    assert rows["fast-1"].note == "it's \\ 'q'"
+
+
+def test_precompiled_refuses_what_it_cannot_run_as_compiled(engine: sa.Engine) -> None:
+    expanding = sqlbatch.Precompiled(sa.update(items).where(items.c.state.in_(["OPEN", "DONE"])).values(count=1))
+    defaulted = sa.Table("batch_defaults", sa.MetaData(), sa.Column("id", sa.String(8), primary_key=True),
+                         sa.Column("n", sa.Integer, default=5))
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="expanding IN"):
+            expanding.execute(conn, {})
+        with pytest.raises(ValueError, match=r"values needed for \['n'\]"):
+            sqlbatch.insert_rows(conn, defaulted, [{"id": "x"}])
+        one_of = sqlbatch.Precompiled(sa.update(items).where(sqlbatch.one_of(items.c.state, ["OPEN", "DONE"]))
+                                      .values(count=sa.bindparam("c")))
+        _seed_rows(conn, 3)
+        assert one_of.execute(conn, {"c": 9}).rowcount == 3
+
+
+def _seed_rows(conn: sa.Connection, n: int) -> None:
+    conn.execute(sa.insert(items), [{"id": f"s{i}", "owner": None, "state": "OPEN", "count": 0,
+                                     "amount": Decimal("0"), "at": None, "note": None} for i in range(n)])
