@@ -212,10 +212,13 @@ class Caps:
     def release(self, leases: Sequence[Lease]) -> None:
         if not leases:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        members: dict[str, list[str]] = {}  # one ZREM per cap key: the node's, account's and campaign's are shared
         for lease in leases:
             for key in lease.keys:
-                pipe.zrem(key, lease.member)
+                members.setdefault(key, []).append(lease.member)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, names in members.items():
+            pipe.zrem(key, *names)
         pipe.execute()
 
     def in_use(self, keys: Sequence[str]) -> list[int]:
