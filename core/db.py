@@ -114,8 +114,14 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    connect_args: dict[str, Any] = {}
+    if "+pymysql" in url:
+        from core.mysql_cursor import Cursor
+
+        connect_args["cursorclass"] = Cursor
     return sa.create_engine(
         url,
+        connect_args=connect_args,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         pool_size=pool_size,
