@@ -44,7 +44,8 @@ class Precompiled:
 
     def __init__(self, stmt: sa.ClauseElement, column_keys: Sequence[str] | None = None) -> None:
         self.stmt, self.column_keys = stmt, list(column_keys) if column_keys is not None else None
-        self._by_dialect: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]] = {}
+        # by the engine's dialect object itself (an id could be reused by another engine's)
+        self._by_dialect: dict[sa.Dialect, tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]] = {}
 
     def _prepare(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any], dict[str, Any]]:
         compiled = cast(SQLCompiler, self.stmt.compile(dialect=dialect, column_keys=self.column_keys))
@@ -64,11 +65,11 @@ class Precompiled:
             raise ValueError(f"values needed for {sorted(defaulted)}")
         order = tuple(compiled.positiontup or ()) if dialect.positional else None
         prepared = (compiled.string, order, processors, fixed)
-        self._by_dialect[id(dialect)] = prepared
+        self._by_dialect[dialect] = prepared
         return prepared
 
     def execute(self, conn: sa.Connection, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
-        sql, order, processors, fixed = self._by_dialect.get(id(conn.dialect)) or self._prepare(conn.dialect)
+        sql, order, processors, fixed = self._by_dialect.get(conn.dialect) or self._prepare(conn.dialect)
 
         def bound(values: dict[str, Any]) -> Any:
             row = dict(fixed)
