@@ -264,11 +264,25 @@ class DialerModel(RuleBasedStateMachine):
     @rule(target=campaigns, who=st.integers(0, 1),
           numbers=st.lists(st.integers(0, 9), min_size=1, max_size=6, unique=True),
           max_retries=st.integers(0, 2), limit=st.integers(1, 2))
-    def create_campaign(self, who: int, numbers: list[int], max_retries: int, limit: int) -> str:
+    def create_campaign(self, who: int, numbers: list[int], max_retries: int, limit: int) -> Any:
         tenant = self.tenants[who]
         phones = [self.pool[i] for i in numbers]
         response = self.svc.post_campaign(tenant, self.audio[who], phones, window=window(-2, 4),
                                           max_retries=max_retries, concurrent_limit=limit, retry_delay_seconds=30)
+        if response.status_code == 429 and response.get_json()["error"]["code"] == "TOO_MANY_IMPORTS":
+            # the documented cap on imports in flight (MAX_PENDING_IMPORTS): right only at the cap, and
+            # imports only finish meanwhile (this rule is the only one that starts them)
+            details = response.get_json()["error"]["details"]
+            with self.svc.sql.connect() as conn:
+                importing = conn.scalar(sa.select(sa.func.count()).select_from(Campaign).where(
+                    Campaign.account_id == tenant.account_id,
+                    Campaign.status == campaign_states.CampaignStatus.IMPORTING)) or 0
+            if not (details["limit"] == self.svc.settings.max_pending_imports <= details["pending_imports"]
+                    and importing <= details["pending_imports"]):
+                self.fail("POST /campaigns refused with TOO_MANY_IMPORTS", f"{details}, {importing} importing now")
+            self.step("create_campaign", f"account {who} campaign refused: {details['pending_imports']} imports "
+                                         "in flight")
+            return multiple()
         if response.status_code != 201:
             self.fail("POST /campaigns refused", f"{response.status_code} {response.get_json()}")
         campaign_id = str(response.get_json()["id"])
