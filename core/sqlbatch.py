@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
 MAX_ROWS = 128  # rows per statement (parameters stay well under every backend's limit)
-#: statement sizes: a batch is padded up to the next one by repeating its last row (harmless in a
-#: CASE and an IN list), so each statement shape is compiled for a handful of sizes only
+#: statement sizes: a batch is padded up to the next one with rows of NULLs (they match no row), so
+#: each statement shape is compiled for a handful of sizes only
 SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
@@ -113,8 +113,8 @@ def batch_update(table: sa.Table, key: str, columns: tuple[str, ...], rows: int,
     and the attempt it must still be live with). ``extra(table)`` adds further WHERE conditions (the
     same for every row); ``const`` names columns set to one value for every row (parameter
     ``c_<column>``); ``add`` names columns among ``columns`` that are incremented by the row's value
-    instead of set to it; its conditions must not use expanding IN lists (``one_of``). Parameters:
-    ``k<i>``, ``g<i>``, ``<column><i>``; see ``batch_params``."""
+    instead of set to it. The conditions of ``extra`` must not use expanding IN lists (``one_of``).
+    Parameters: ``k<i>``, ``g<i>``, ``<column><i>``; see ``batch_params``."""
     k = table.c[key]
     names = [(key, "k"), *([(guard, "g")] if guard else []), *((name, name) for name in columns)]
 
