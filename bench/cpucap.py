@@ -21,8 +21,11 @@ core's time split (``/proc/stat``): the dialer and mariadbd, interrupts, other p
 machine (they are not pinned away from it), idle. In that window measured / predicted is the pair's
 share of the core, so the split says why a round misses: idle time means waiting (locks, batching,
 pacing), other processes' time means a shared core. ``--nice`` gives the pair precedence over the
-machine's other work. PASS when the rate is >= 400/s and within 10 % of the prediction, and the
-books balance. ``--rounds N`` repeats the dialer phase on fresh campaigns (same servers).
+machine's other work. PASS when the rate is >= 400/s and, in the steady window, within 10 % of
+what the pair's CPU per originate in that window predicts, and the books balance (the whole run's
+CPU per call also holds the tail, where the calls still in flight end after the last originate:
+with ~2,300 in flight its prediction is 15-18 % below the steady rate). ``--rounds N`` repeats the
+dialer phase on fresh campaigns (same servers).
 """
 
 from __future__ import annotations
@@ -250,14 +253,19 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Any]], books_ok: boo
         dialer_ms, db_ms = r["cpu_ms_per_call"], r["mariadbd_cpu_ms_per_call"]
         predicted = 1000.0 / (dialer_ms + db_ms)
         ratio = r["rate"] / predicted
-        ok = ok and r["rate"] >= TARGET_RATE and abs(ratio - 1) <= TARGET_RATIO_GAP
         w = r["steady"]
+        # judged in the steady window: its rate against what the pair's CPU per originate in that
+        # same window predicts (the whole run's CPU per call also holds the tail, where the calls
+        # still in flight end after the last originate)
+        w_ms = 1000 * (w.get("dialer", 0.0) + w.get("mariadbd", 0.0)) / max(1, w.get("originates", 0))
+        w_rate = w.get("originates", 0) / (w.get("wall") or 1.0)
+        w_ratio = w_rate * w_ms / 1000.0
+        ok = ok and r["rate"] >= TARGET_RATE and abs(w_ratio - 1) <= TARGET_RATIO_GAP
         total = w.get("total") or 1.0
         pair = w.get("dialer", 0.0) + w.get("mariadbd", 0.0)
         rows.append({
             "r": r, "dialer_ms": dialer_ms, "db_ms": db_ms, "predicted": predicted, "ratio": ratio,
-            "w_rate": w.get("originates", 0) / (w.get("wall") or 1.0),
-            "w_ms": 1000 * pair / max(1, w.get("originates", 0)),
+            "w_rate": w_rate, "w_ms": w_ms, "w_ratio": w_ratio,
             "w_pair": pair / total, "w_others": max(0.0, w.get("busy", 0.0) - pair - w.get("interrupts", 0.0)) / total,
             "w_irq": w.get("interrupts", 0.0) / total,
             "w_idle": 1 - w.get("busy", 0.0) / total})
@@ -271,10 +279,11 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Any]], books_ok: boo
         ("SQL statements per call", lambda x: f"{x['r']['sql_per_call']:.2f}"),
         ("Redis round trips per call", lambda x: f"{x['r']['redis_per_call']:.2f}"),
         ("predicted originates/s = 1 s / (dialer + mariadbd)", lambda x: f"{x['predicted']:.1f}"),
-        ("measured / predicted", lambda x: f"{x['ratio']:.3f}"),
+        ("measured / predicted (whole run's CPU)", lambda x: f"{x['ratio']:.3f}"),
         ("steady window (middle 80 % of originates):", lambda x: ""),
         ("  originates/s", lambda x: f"{x['w_rate']:.1f}"),
         ("  dialer + mariadbd CPU ms per originate", lambda x: f"{x['w_ms']:.3f}"),
+        ("  measured / predicted (this window's CPU)", lambda x: f"{x['w_ratio']:.3f}"),
         ("  pinned core: dialer + mariadbd", lambda x: f"{x['w_pair']:.1%}"),
         ("  pinned core: interrupts (irq, softirq)", lambda x: f"{x['w_irq']:.1%}"),
         ("  pinned core: other processes", lambda x: f"{x['w_others']:.1%}"),
