@@ -27,9 +27,11 @@ STATE = ["Answer-State", "Channel-Call-State", "Channel-State", "Hangup-Cause",
          "variable_current_application", "variable_current_application_response",
          "Call-Direction", "Caller-Destination-Number", "variable_zc_call_id", "API-Command",
          "Job-Command", "Channel-State-Number", "Event-Subclass", "Application"]
-# timing-dependent numbers: compare within a tolerance
-TOLERANT = {"variable_billsec": 1, "variable_duration": 1,
-            "variable_playback_ms": 1200, "variable_playback_last_offset_pos": 9000}
+# timing-dependent numbers: compare within a tolerance (below, above the capture's value). At
+# SCALE 10 a simulated second is 0.1 s of real time, and on a loaded machine the simulator's timers
+# fire late, never early: its call lengths may run up to 3 s (0.3 s real) over the capture's
+TOLERANT = {"variable_billsec": (1, 3), "variable_duration": (1, 3),
+            "variable_playback_ms": (1200, 1200), "variable_playback_last_offset_pos": (9000, 9000)}
 NONZERO = ["variable_answer_epoch", "variable_progress_epoch", "variable_progress_media_epoch"]
 
 
@@ -83,9 +85,9 @@ def compare(capture, sim, label=""):
         cd, sd = dict(ec.headers), dict(es.headers)
         for h in STATE:
             assert sd.get(h) == cd.get(h), f"{where} {h}"
-        for h, tol in TOLERANT.items():
+        for h, (below, above) in TOLERANT.items():
             if h in cd:
-                assert abs(int(sd[h]) - int(cd[h])) <= tol, f"{where} {h} {sd[h]}!={cd[h]}"
+                assert -below <= int(sd[h]) - int(cd[h]) <= above, f"{where} {h} {sd[h]}!={cd[h]}"
         for h in NONZERO:
             if h in cd:
                 assert (sd[h] == "0") == (cd[h] == "0"), f"{where} {h}"
