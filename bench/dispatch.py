@@ -16,7 +16,7 @@ Prints a table and PASS when the cost at the largest size is within 2x of the co
 from __future__ import annotations
 
 import argparse
-import secrets
+import contextlib
 import statistics
 import sys
 import time
@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.cli import alembic_config  # noqa: E402
 from bench.private_mariadb import PrivateMariaDB  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from core.call_states import CallStatus  # noqa: E402
 from core.campaign_states import CampaignStatus  # noqa: E402
 from core.db import make_engine, utcnow  # noqa: E402
@@ -97,13 +96,9 @@ def main() -> int:
     args = parser.parse_args()
     private = None if args.db_server else PrivateMariaDB().start()
     server_url = args.db_server or private.server_url
-    server = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"zc_bench_{secrets.token_hex(4)}"
-    with server.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    url = f"{server_url}/{name}?charset=utf8mb4"
+    scratch = contextlib.ExitStack()
     try:
-        command.upgrade(alembic_config(url), "head")
+        url = scratch.enter_context(scratch_database(server_url))
         engine = make_engine(url, pool_size=2)
         now = utcnow()
         account_id, audio_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -126,7 +121,7 @@ def main() -> int:
         insert_calls(engine, 20_000, 20_000_000, account_id, audio_id, None, now + timedelta(days=1))
         store = Store(engine, "bench", "bench-owner")
         source = Source(account_id, running, 100_000, 100_000)
-        print(f"database {server_url}/{name}")
+        print(f"database {url}")
         print(f"{'pending (running campaign)':>28} {'due_sources ms':>15} {'claim 1 ms':>11} {'claim 100 ms':>13} "
               f"{'sources':>8}")
         results: dict[int, tuple[float, float, float]] = {}
@@ -147,9 +142,7 @@ def main() -> int:
         engine.dispose()
         return 0 if verdict == "PASS" else 1
     finally:
-        with server.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.dispose()
+        scratch.close()  # drops the database
         if private is not None:
             private.stop()
 

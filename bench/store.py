@@ -21,7 +21,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import secrets
 import statistics
 import sys
 import tempfile
@@ -29,13 +28,12 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.cli import alembic_config  # noqa: E402
 from bench import dialer as bench_dialer  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from core.call_states import HangupFacts  # noqa: E402
 from core.campaign_states import CampaignStatus  # noqa: E402
 from core.db import make_engine, utcnow  # noqa: E402
@@ -88,13 +86,7 @@ def main() -> int:
     parser.add_argument("--db-server", default="mysql+pymysql://root@127.0.0.1:3306")
     parser.add_argument("--profile", type=int, default=0, help="print the N most expensive functions of one round")
     args = parser.parse_args()
-    server = sa.create_engine(args.db_server, isolation_level="AUTOCOMMIT")
-    name = f"zc_bench_{secrets.token_hex(4)}"
-    with server.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    url = f"{args.db_server}/{name}?charset=utf8mb4"
-    try:
-        command.upgrade(alembic_config(url), "head")
+    with scratch_database(args.db_server) as url:
         engine = make_engine(url, pool_size=2, pre_ping=False)
         with tempfile.TemporaryDirectory() as audio_dir:
             account_id, audio_id = bench_dialer.seed(engine, Path(audio_dir))
@@ -111,7 +103,7 @@ def main() -> int:
         source = Source(account_id, campaign, max_concurrent, 100_000, source.window)
         counter = Counter(engine)
         per_round = args.calls // rounds
-        print(f"database {args.db_server}/{name}: {args.calls} calls, batches of {args.batch}")
+        print(f"database {url}: {args.calls} calls, batches of {args.batch}")
         print(f"{'round':>6} {'claim CPU ms/call':>18} {'finish CPU ms/call':>19} {'both':>7} {'SQL/call':>9} "
               f"{'params/call':>12} {'wall s':>7}")
         totals = []
@@ -139,10 +131,6 @@ def main() -> int:
         store.unregister()
         engine.dispose()
         return 0 if ok else 1
-    finally:
-        with server.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        server.dispose()
 
 
 if __name__ == "__main__":
